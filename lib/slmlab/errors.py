@@ -1,0 +1,16 @@
+"""The one exception type learners see: what went wrong, and what to do about it."""
+
+from __future__ import annotations
+
+
+class SlmLabError(Exception):
+    """An error with an actionable hint for the learner.
+
+    ``str(err)`` gives the problem followed by ``What to do: <hint>``, so a notebook
+    traceback ends with the fix rather than with a frame deep inside a dependency.
+    """
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        self.problem = problem
+        self.hint = hint
+        super().__init__(problem if not hint else f"{problem}\nWhat to do: {hint}")
