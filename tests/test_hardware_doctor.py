@@ -1,0 +1,77 @@
+"""slmlab.hardware detection and slmlab.doctor's checks, including the Ollama probe."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from slmlab import doctor, hardware
+
+pytestmark = pytest.mark.fast
+
+
+def test_detect_this_machine():
+    hw = hardware.detect()
+    assert hw.cores >= 1 and hw.ram_gb > 0.5 and hw.device in {"cpu", "cuda", "mps"}
+    assert hardware.get_preset("this-machine").key == "this-machine"
+
+
+def test_presets_have_the_memory_their_names_say():
+    assert hardware.get_preset("binder-2gb").model_memory_gb == 2
+    assert hardware.get_preset("T4").model_memory_gb == 16 and hardware.get_preset("t4").device == "cuda"
+    assert hardware.get_preset("raspberry-pi-5").model_memory_gb == 8
+
+
+def test_ollama_url_follows_ollama_host_conventions(monkeypatch):
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    assert doctor.ollama_url() == "http://127.0.0.1:11434"
+    monkeypatch.setenv("OLLAMA_HOST", "0.0.0.0:8080")
+    assert doctor.ollama_url() == "http://127.0.0.1:8080"
+    monkeypatch.setenv("OLLAMA_HOST", "https://ollama.example.org")
+    assert doctor.ollama_url() == "https://ollama.example.org:11434"
+
+
+class _Version(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        body = json.dumps({"version": "0.12.3"}).encode()
+        self.send_response(200 if self.path == "/api/version" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_ollama_probe_reports_a_server_and_its_absence(monkeypatch):
+    server = HTTPServer(("127.0.0.1", 0), _Version)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{server.server_port}")
+        up = doctor.check_ollama()
+        assert up.ok and "version 0.12.3" in up.detail
+    finally:
+        server.shutdown()
+        server.server_close()
+    down = doctor.check_ollama(timeout=0.5)
+    assert not down.ok and not down.required and "not reachable" in down.detail and "ollama serve" in down.fix
+
+
+def test_doctor_report_is_ok_here_and_fails_for_a_missing_core_package(monkeypatch):
+    report = doctor.run_doctor(ollama_timeout=0.2)
+    assert report.ok, report.to_frame()
+    names = set(report.to_frame()["name"])
+    assert {"Python", "model smollm2-135m-instruct", "memory", "GPU", "Ollama"} <= names
+    monkeypatch.setattr(doctor, "CORE_PACKAGES", doctor.CORE_PACKAGES + [("no-such-package-xyz", "")])
+    broken = doctor.run_doctor(ollama_timeout=0.2)
+    missing = [c for c in broken.checks if c.name == "package no-such-package-xyz"][0]
+    assert not broken.ok and missing.fix == "pip install -e ."
+
+
+def test_optional_package_missing_is_a_warning_with_its_extra():
+    check = doctor.check_package("no-such-package-xyz", "onnx")
+    assert not check.ok and not check.required and check.fix == "pip install -e '.[onnx]'"
