@@ -9,7 +9,7 @@ A check cell calls these right after an exercise::
 On success a helper prints one ``✓`` line; on failure it raises :class:`CheckFailed` (an
 ``AssertionError``) whose message reads like
 ``✗ expected about 98.2 MB, got 0 — did you divide resolved.size_bytes by 1e6?``.
-Helper frames are hidden from IPython tracebacks, so the message is what a learner sees last.
+In Jupyter a failure shows only that message, not a traceback into this module.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ __all__ = [
 class CheckFailed(AssertionError):
     """A check did not pass; the message is meant for the learner."""
 
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: just the message, in red."""
+        return [f"\x1b[31mCheckFailed\x1b[0m: {self}"]
+
 
 def _show(value: Any, unit: str = "") -> str:
     """A short, readable rendering of a value for messages."""
@@ -50,9 +54,13 @@ def _show(value: Any, unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
+def _a(name: str) -> str:
+    """A type name with its article: "a list", "an int"."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def fail(message: str, hint: str = "") -> None:
     """Raise a check failure with a message and an optional hint."""
-    __tracebackhide__ = True
     raise CheckFailed(f"✗ {message}" + (f" — {hint}" if hint else ""))
 
 
@@ -62,7 +70,6 @@ def _passed(message: str) -> None:
 
 def true(condition: Any, message: str, hint: str = "") -> None:
     """Pass when ``condition`` is truthy; ``message`` says what should hold."""
-    __tracebackhide__ = True
     if not condition:
         fail(message, hint)
     _passed(message)
@@ -70,7 +77,6 @@ def true(condition: Any, message: str, hint: str = "") -> None:
 
 def defined(name: str, hint: str = "") -> Any:
     """Pass when the caller's notebook has a variable ``name``; returns its value."""
-    __tracebackhide__ = True
     namespace = sys._getframe(1).f_globals
     if name not in namespace:
         fail(f"expected a variable `{name}`, but it is not defined", hint or "did you run the exercise cell above?")
@@ -80,17 +86,15 @@ def defined(name: str, hint: str = "") -> Any:
 
 def is_instance(value: Any, kind: type | tuple[type, ...], what: str = "the value", hint: str = "") -> None:
     """Pass when ``value`` is an instance of ``kind``."""
-    __tracebackhide__ = True
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = " or ".join(k.__name__ for k in kinds)
+    names = " or ".join(_a(k.__name__) for k in kinds)
     if not isinstance(value, kinds):
-        fail(f"expected {what} to be a {names}, got a {type(value).__name__} ({_show(value)})", hint)
-    _passed(f"{what} is a {names}")
+        fail(f"expected {what} to be {names}, got {_a(type(value).__name__)} ({_show(value)})", hint)
+    _passed(f"{what} is {names}")
 
 
 def equal(actual: Any, expected: Any, what: str = "the value", hint: str = "") -> None:
     """Pass when ``actual == expected``."""
-    __tracebackhide__ = True
     if actual != expected:
         fail(f"expected {what} to be {_show(expected)}, got {_show(actual)}", hint)
     _passed(f"{what} is {_show(expected)}")
@@ -100,7 +104,6 @@ def about(
     actual: Any, expected: float, *, rel: float = 0.1, unit: str = "", what: str = "", hint: str = ""
 ) -> None:
     """Pass when ``actual`` is a number within ``rel`` (default 10 %) of ``expected``."""
-    __tracebackhide__ = True
     label = f"{what} " if what else ""
     if isinstance(actual, bool) or not isinstance(actual, (int, float)) or math.isnan(actual):
         fail(f"expected {label}a number of about {_show(expected, unit)}, got {_show(actual)}", hint)
@@ -111,7 +114,6 @@ def about(
 
 def between(actual: Any, low: float, high: float, *, unit: str = "", what: str = "the value", hint: str = "") -> None:
     """Pass when ``low <= actual <= high``."""
-    __tracebackhide__ = True
     if isinstance(actual, bool) or not isinstance(actual, (int, float)) or not low <= actual <= high:
         fail(f"expected {what} between {_show(low, unit)} and {_show(high, unit)}, got {_show(actual, unit)}", hint)
     _passed(f"{what} is {_show(actual, unit)}, between {_show(low, unit)} and {_show(high, unit)}")
@@ -119,9 +121,8 @@ def between(actual: Any, low: float, high: float, *, unit: str = "", what: str =
 
 def nonempty_text(value: Any, what: str = "the text", hint: str = "") -> None:
     """Pass when ``value`` is a string with at least one non-space character."""
-    __tracebackhide__ = True
     if not isinstance(value, str):
-        fail(f"expected {what} to be a string, got a {type(value).__name__} ({_show(value)})", hint)
+        fail(f"expected {what} to be a string, got {_a(type(value).__name__)} ({_show(value)})", hint)
     if not value.strip():
         fail(f"expected {what} to contain some text, got an empty string", hint)
     _passed(f"{what} is a non-empty string")
@@ -129,7 +130,6 @@ def nonempty_text(value: Any, what: str = "the text", hint: str = "") -> None:
 
 def contains(container: Any, item: Any, what: str = "the value", hint: str = "") -> None:
     """Pass when ``item in container`` (a substring, a key, an element)."""
-    __tracebackhide__ = True
     try:
         found = item in container
     except TypeError:

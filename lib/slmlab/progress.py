@@ -25,8 +25,8 @@ def _in_kernel() -> bool:
 
 
 def headless() -> bool:
-    """True when no person can click a widget: $SLMLAB_HEADLESS=1 (set by `slmlab run`/`grade` and the
-    test suite for the kernels they start), $CI, or not inside a Jupyter kernel at all."""
+    """True when no one can click a widget: $SLMLAB_HEADLESS=1, $CI, or no Jupyter kernel at all."""
+    # `slmlab run`, `slmlab grade` and the test suite set SLMLAB_HEADLESS=1 for the kernels they start.
     flag = os.environ.get(HEADLESS_ENV, "").strip().lower()
     if flag in ("1", "true", "yes"):
         return True

@@ -13,13 +13,14 @@ becomes, in the lab::
 
 Several blocks per cell are fine, markers may be indented (inside a function body), and a
 markdown cell's block becomes "_Write your answer here._". Labs carry no outputs, no execution
-counts and no widget state; check cells are locked (not editable, not deletable) in JupyterLab.
+counts, no widget state and no ``# NBVAL_...`` comments; check cells are locked (not editable,
+not deletable) in JupyterLab.
 """
 
 from __future__ import annotations
 
 import copy
-import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ DEFAULT_CODE_HINT = "Write your solution here."
 MARKDOWN_PLACEHOLDER = "_Write your answer here._"
 KEPT_CELL_METADATA = ("tags", "editable", "deletable", "slideshow", "jupyter")
 DROPPED_NOTEBOOK_METADATA = ("widgets", "papermill", "execution", "celltoolbar")
+NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")  # test-only comments, noise for learners
 
 
 @dataclass
@@ -95,8 +97,7 @@ def _strip_block(source: str, *, markdown: bool, where: str) -> str:
             while out and out[-1].strip().startswith(HINT_PREFIX):
                 hints.insert(0, out.pop().strip()[len(HINT_PREFIX) :].strip())
             message = " ".join(h for h in hints if h) or DEFAULT_CODE_HINT
-            literal = json.dumps(message, ensure_ascii=False)
-            out.append(f"{indent}raise NotImplementedError({literal})")
+            out.append(f"{indent}raise NotImplementedError({message!r})")
         index = end + 1
     return "\n".join(out)
 
@@ -110,6 +111,8 @@ def build_lab(solution: nbformat.NotebookNode, name: str = "notebook") -> nbform
         where = f"{name}, cell {number}"
         if cell.cell_type in ("code", "markdown"):
             cell.source = _strip_block(cell.source, markdown=cell.cell_type == "markdown", where=where)
+        if cell.cell_type == "code":
+            cell.source = "\n".join(line for line in cell.source.split("\n") if not NBVAL_MARKER.match(line))
         cell.metadata = nbformat.from_dict(
             {k: v for k, v in cell.metadata.items() if k in KEPT_CELL_METADATA}
         )
@@ -144,15 +147,20 @@ def lab_text(solution_path: Path | str) -> str:
     return notebook_text(build_lab(_read(path), name=str(path)))
 
 
+def notebooks_in(folder: Path | str) -> list[Path]:
+    """Every notebook under a folder (part folders included), checkpoints excluded, sorted."""
+    return sorted(p for p in Path(folder).rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
 def build_labs(solutions: Path | str = "solutions", labs: Path | str = "labs", *, check: bool = False) -> BuildReport:
-    """Write ``labs/X.ipynb`` for every ``solutions/X.ipynb``; with ``check``, only report what differs."""
+    """Write ``labs/P/X.ipynb`` for every ``solutions/P/X.ipynb``; with ``check``, only report what differs."""
     solutions, labs = Path(solutions), Path(labs)
     if not solutions.is_dir():
         raise SlmLabError(f"Solutions folder not found: {solutions}", "Run from the repository root or pass --solutions.")
     report = BuildReport()
-    sources = sorted(solutions.glob("*.ipynb"))
+    sources = notebooks_in(solutions)
     for solution in sources:
-        target = labs / solution.name
+        target = labs / solution.relative_to(solutions)
         text = lab_text(solution)
         current = target.read_text(encoding="utf-8") if target.exists() else None
         if current == text:
@@ -160,11 +168,11 @@ def build_labs(solutions: Path | str = "solutions", labs: Path | str = "labs", *
             continue
         report.changed.append(target)
         if not check:
-            labs.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
     if labs.is_dir():
-        names = {s.name for s in sources}
-        report.orphans = sorted(p for p in labs.glob("*.ipynb") if p.name not in names)
+        names = {s.relative_to(solutions) for s in sources}
+        report.orphans = [p for p in notebooks_in(labs) if p.relative_to(labs) not in names]
     return report
 
 

@@ -1,8 +1,13 @@
-"""Run notebooks headlessly with papermill: parameters, a timeout per cell, executed copies, a summary.
+"""Run notebooks headlessly, two ways.
 
-Each notebook runs in its own folder (as in JupyterLab) with ``SLMLAB_HEADLESS=1`` so pickers take
-their defaults and progress bars print text. A thread polls the kernel's process tree with psutil
-to report its peak RSS next to the wall time.
+* :func:`run_notebooks` (``slmlab run``, CI): papermill with parameters, a timeout per cell, executed
+  copies in an output folder, and a summary with wall time and the peak RSS of the kernel's process
+  tree (polled with psutil from a thread). A run stops at the first error, as papermill does.
+* :func:`execute_tolerantly` (grading, "every lab fails its checks"): nbclient cell by cell with errors
+  allowed, so every check cell runs and is recorded even after a failed exercise; a cell that times
+  out is interrupted and the run goes on; an overall timeout bounds the notebook.
+
+Both start kernels with ``SLMLAB_HEADLESS=1``: pickers take their defaults, progress bars print text.
 """
 
 from __future__ import annotations
@@ -10,19 +15,24 @@ from __future__ import annotations
 import ast
 import json
 import os
+import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import psutil
 
-from slmlab.course import parameters_cell_index
+from slmlab.course import check_name, parameters_cell_index
 from slmlab.errors import SlmLabError
 from slmlab.progress import HEADLESS_ENV
+
+SEVERITY = ("ok", "error", "timeout", "crashed")  # a tolerant run keeps the most serious status it met
+SETTLE_S = 10  # how long an interrupted kernel gets to answer again
 
 
 def parse_value(text: str) -> Any:
@@ -48,7 +58,6 @@ def parse_parameters(items: Sequence[str] | None) -> dict[str, Any]:
 
 def declared_parameters(path: Path | str) -> dict[str, Any]:
     """The names and default values a notebook declares in its ``parameters`` cell."""
-    import nbformat
     import papermill
 
     path = Path(path)
@@ -72,6 +81,16 @@ def check_parameters(path: Path | str, parameters: Mapping[str, Any]) -> None:
             f"{path} has no parameter {', '.join(repr(u) for u in unknown)}.",
             f"It declares: {', '.join(declared) or '(none)'}.",
         )
+
+
+def inject_parameters(nb: Any, parameters: Mapping[str, Any]) -> Any:
+    """Add papermill's ``injected-parameters`` cell after the ``parameters`` cell (returns the notebook)."""
+    from papermill.parameterize import parameterize_notebook
+
+    for cell in nb.cells:  # papermill's own loader does this before it parameterizes
+        cell.metadata.setdefault("tags", [])
+    nb.metadata.setdefault("papermill", {})
+    return parameterize_notebook(nb, dict(parameters), kernel_name="python3", language="python")
 
 
 class PeakRSS:
@@ -145,7 +164,7 @@ def _describe_failure(exc: BaseException, cell_timeout: float) -> tuple[str, str
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
-        return "failed", f"cell {exc.exec_count or exc.cell_index}: {exc.ename}: {exc.evalue}"
+        return "failed", f"In [{exc.exec_count}]: {exc.ename}: {exc.evalue}"
     if isinstance(exc, CellTimeoutError):
         return "timeout", f"a cell ran longer than {cell_timeout:g} s"
     if isinstance(exc, DeadKernelError):
@@ -185,7 +204,7 @@ def run_notebook(
                 str(output),
                 parameters=parameters,
                 cwd=str(path.parent.resolve()),
-                progress_bar={"desc": path.name} if progress_bar else False,
+                progress_bar={"desc": str(path)} if progress_bar else False,
                 execution_timeout=cell_timeout,
                 kernel_name="python3",
             )
@@ -231,3 +250,121 @@ def summary_table(results: Sequence[RunResult]) -> Any:
         ],
         columns=["notebook", "status", "seconds", "peak_rss_mb", "output", "error"],
     )
+
+
+# ----------------------------------------------------------------------------- errors allowed
+
+
+@dataclass
+class Execution:
+    """What happened when a notebook ran with errors allowed."""
+
+    status: str = "ok"  # "ok" | "timeout" | "crashed" | "error"
+    reason: str = ""
+    errors: dict[int, str] = field(default_factory=dict)  # cell index -> "Name: message"
+    executed: set[int] = field(default_factory=set)  # code cells that ran to completion or error
+
+    def flag(self, status: str, reason: str) -> None:
+        """Record a problem unless a more serious one was recorded already."""
+        if SEVERITY.index(status) > SEVERITY.index(self.status):
+            self.status, self.reason = status, reason
+
+
+def _error_of(cell: Any) -> str | None:
+    """'Ename: evalue' of the first error output of an executed cell, or None."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip()
+    return None
+
+
+async def _interrupt_and_settle(client: Any, wait: float) -> bool:
+    """Interrupt the kernel, then wait until it answers a trivial request; False if it never does."""
+    from nbclient.util import ensure_async
+
+    await ensure_async(client.km.interrupt_kernel())
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        msg_id = client.kc.execute("pass", silent=True, store_history=False)
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                reply = await ensure_async(client.kc.shell_channel.get_msg(timeout=remaining))
+            except queue.Empty:
+                return False
+            if reply["parent_header"].get("msg_id") == msg_id:
+                if reply["content"].get("status") == "ok":
+                    return True
+                break  # aborted while the interrupt was handled: ask again
+    return False
+
+
+def _run_cell(client: Any, cell: Any, index: int, limit: float, outcome: Execution) -> tuple[str | None, bool]:
+    """Run one code cell within ``limit`` seconds; return its error (or None) and whether to stop."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from nbclient.util import run_sync
+
+    client.timeout = max(1, int(limit))
+    try:
+        client.execute_cell(cell, index)
+    except CellTimeoutError:
+        outcome.flag("timeout", f"cell {index + 1} timed out")
+        error = f"CellTimeoutError: the cell ran longer than {client.timeout} s and was interrupted"
+        if run_sync(_interrupt_and_settle)(client, max(1.0, min(SETTLE_S, limit))):
+            return error, False
+        outcome.reason = f"cell {index + 1} timed out and the kernel ignored the interrupt"
+        return error, True
+    except DeadKernelError:
+        outcome.flag("crashed", f"the kernel died in cell {index + 1}")
+        return "DeadKernelError: the kernel died while running this cell", True
+    return _error_of(cell), False
+
+
+def execute_tolerantly(
+    nb: nbformat.NotebookNode,
+    *,
+    cwd: Path | str,
+    cell_timeout: float = 600,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    on_cell: Callable[[int, str | None], None] | None = None,
+) -> Execution:
+    """Run every code cell in place, going on after errors and interrupted cells, within an overall timeout."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
+
+    outcome = Execution()
+    deadline = time.monotonic() + timeout if timeout else float("inf")
+    client = NotebookClient(
+        nb,
+        timeout=int(cell_timeout),
+        allow_errors=True,
+        kernel_name="python3",
+        shutdown_kernel="immediate",
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    kernel_env = dict(os.environ if env is None else env)
+    kernel_env.setdefault(HEADLESS_ENV, "1")
+    try:
+        with client.setup_kernel(env=kernel_env, cwd=str(cwd)):
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    outcome.flag("timeout", f"the notebook ran longer than {timeout:g} s; later cells did not run")
+                    break
+                error, stop = _run_cell(client, cell, index, min(cell_timeout, remaining), outcome)
+                outcome.executed.add(index)
+                if error:
+                    outcome.errors[index] = error
+                    if check_name(cell) is None:
+                        outcome.flag("error", f"cell {index + 1}: {error}")
+                if on_cell:
+                    on_cell(index, error)
+                if stop:
+                    break
+    except DeadKernelError:  # died while starting or shutting down
+        outcome.flag("crashed", "the kernel died")
+    except RuntimeError as exc:  # e.g. the kernel did not start
+        outcome.flag("crashed", f"the kernel failed: {exc}")
+    return outcome

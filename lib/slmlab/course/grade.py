@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,111 +31,30 @@ import nbformat
 import psutil
 
 from slmlab.course import check_cells, check_name
+from slmlab.course.build import notebooks_in
+from slmlab.course.execute import execute_tolerantly
 from slmlab.errors import SlmLabError
 from slmlab.progress import HEADLESS_ENV
 
-STATUSES = ("ok", "timeout", "crashed", "malformed", "error")
 WORKER_GRACE_S = 60  # kernel start and shutdown on top of the notebook timeout
-
-
-@dataclass
-class Execution:
-    """What happened when a notebook ran with errors allowed."""
-
-    status: str = "ok"  # "ok" | "timeout" | "crashed" | "error"
-    reason: str = ""
-    errors: dict[int, str] = field(default_factory=dict)  # cell index -> "Name: message"
-    executed: set[int] = field(default_factory=set)  # code cells that ran to completion or error
-
-
-def _error_of(cell: Any) -> str | None:
-    """'Ename: evalue' of the first error output of an executed cell, or None."""
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            return f"{output.get('ename', 'Error')}: {output.get('evalue', '')}".strip()
-    return None
-
-
-def execute_tolerantly(
-    nb: nbformat.NotebookNode,
-    *,
-    cwd: Path | str,
-    cell_timeout: float = 600,
-    timeout: float | None = None,
-    env: Mapping[str, str] | None = None,
-    on_cell: Callable[[int, str | None], None] | None = None,
-) -> Execution:
-    """Run every code cell in place, going on after errors and timed-out cells, within an overall timeout."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-
-    result = Execution()
-    deadline = time.monotonic() + timeout if timeout else float("inf")
-    client = NotebookClient(
-        nb,
-        timeout=int(cell_timeout),
-        allow_errors=True,
-        kernel_name="python3",
-        shutdown_kernel="immediate",
-        resources={"metadata": {"path": str(cwd)}},
-    )
-    kernel_env = dict(os.environ if env is None else env)
-    kernel_env.setdefault(HEADLESS_ENV, "1")
-    try:
-        with client.setup_kernel(env=kernel_env, cwd=str(cwd)):
-            for index, cell in enumerate(nb.cells):
-                if cell.cell_type != "code":
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    result.status = "timeout"
-                    result.reason = f"the notebook ran longer than {timeout:g} s; later cells did not run"
-                    break
-                client.timeout = max(1, int(min(cell_timeout, remaining)))
-                try:
-                    client.execute_cell(cell, index)
-                    error = _error_of(cell)
-                except CellTimeoutError:
-                    error = f"CellTimeoutError: the cell ran longer than {client.timeout} s and was interrupted"
-                    result.status, result.reason = "timeout", f"cell {index + 1} timed out"
-                    client.km.interrupt_kernel()
-                except DeadKernelError:
-                    error = "DeadKernelError: the kernel died while running this cell"
-                    result.status, result.reason = "crashed", f"the kernel died in cell {index + 1}"
-                result.executed.add(index)
-                if error:
-                    result.errors[index] = error
-                    if result.status == "ok" and check_name(cell) is None:
-                        result.status, result.reason = "error", f"cell {index + 1}: {error}"
-                if on_cell:
-                    on_cell(index, error)
-                if result.status == "crashed":
-                    break
-    except DeadKernelError:  # died during start-up or shutdown
-        result.status, result.reason = "crashed", result.reason or "the kernel died"
-    except RuntimeError as exc:  # e.g. the kernel did not start
-        result.status, result.reason = "crashed", result.reason or f"the kernel failed: {exc}"
-    return result
 
 
 # ----------------------------------------------------------------------------- worker process
 
 
 def _worker(job_dir: Path) -> int:
-    """Run one prepared submission (job.json in job_dir); stream cell results to cells.jsonl."""
+    """Run one prepared submission (job_dir/job.json), streaming each cell's result to cells.jsonl."""
     job = json.loads((job_dir / "job.json").read_text())
     nb = nbformat.read(job["notebook"], as_version=4)
-    log = open(job_dir / "cells.jsonl", "a", buffering=1, encoding="utf-8")
+    with open(job_dir / "cells.jsonl", "a", buffering=1, encoding="utf-8") as log:
 
-    def record(index: int, error: str | None) -> None:
-        log.write(json.dumps({"index": index, "error": error}) + "\n")
+        def record(index: int, error: str | None) -> None:
+            log.write(json.dumps({"index": index, "error": error}) + "\n")
 
-    result = execute_tolerantly(
-        nb, cwd=job["cwd"], cell_timeout=job["cell_timeout"], timeout=job["timeout"], env=job["env"], on_cell=record
-    )
-    nbformat.write(nb, job_dir / "executed.ipynb")
-    log.write(json.dumps({"status": result.status, "reason": result.reason}) + "\n")
-    log.close()
+        outcome = execute_tolerantly(nb, cwd=job["cwd"], cell_timeout=job["cell_timeout"], timeout=job["timeout"],
+                                     env=job["env"], on_cell=record)
+        nbformat.write(nb, job_dir / "executed.ipynb")
+        log.write(json.dumps({"status": outcome.status, "reason": outcome.reason}) + "\n")
     return 0
 
 
@@ -224,7 +143,7 @@ class LearnerGrade:
 
     learner: str
     checks: list[CheckResult]
-    status: str
+    status: str  # "ok" | "error" (a non-check cell raised) | "timeout" | "crashed" | "malformed"
     reason: str = ""
     seconds: float = 0.0
     executed: Path | None = None
@@ -257,7 +176,7 @@ def load_reference(lab: str, labs_dir: Path | str = "labs") -> nbformat.Notebook
     """The lab notebook whose check cells are authoritative for grading."""
     path = Path(labs_dir) / f"{lab}.ipynb"
     if not path.is_file():
-        names = ", ".join(p.stem for p in sorted(Path(labs_dir).glob("*.ipynb"))) or "(none)"
+        names = ", ".join(str(p.relative_to(labs_dir).with_suffix("")) for p in notebooks_in(labs_dir)) or "(none)"
         raise SlmLabError(f"Lab not found: {path}", f"Labs in {labs_dir}: {names}.")
     reference = nbformat.read(path, as_version=4)
     if not check_cells(reference):
@@ -277,9 +196,9 @@ def prepare_submission(
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     if parameters:
-        from papermill.parameterize import parameterize_notebook
+        from slmlab.course.execute import inject_parameters
 
-        nb = parameterize_notebook(nb, dict(parameters), kernel_name="python3", language="python")
+        nb = inject_parameters(nb, parameters)
     return nb
 
 

@@ -1,0 +1,41 @@
+"""Shared paths and parameters for the course tests, and the glue that makes nbval items `slow`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from slmlab.course.build import notebooks_in
+
+# Kernels started by nbval and papermill inherit this: pickers take their defaults, progress is text.
+os.environ.setdefault("SLMLAB_HEADLESS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SOLUTIONS = REPO / "solutions"
+LABS = REPO / "labs"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TINY_SOLUTION = FIXTURES / "tiny" / "solutions" / "tiny.ipynb"
+# What CI injects into every notebook (each notebook gets the ones its parameters cell declares).
+CI_PARAMETERS = {"fast": True, "max_tokens": 16}
+
+# Fixture notebooks are inputs of tests, not notebooks for nbval to run.
+collect_ignore_glob = ["fixtures/*"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Notebook cells collected by nbval execute notebooks: mark them slow."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+
+
+def solutions() -> list[Path]:
+    """Every solution notebook."""
+    return notebooks_in(SOLUTIONS)
+
+
+def labs() -> list[Path]:
+    """Every lab notebook."""
+    return notebooks_in(LABS)
