@@ -270,6 +270,8 @@ def resolve_hub(repo_id: str, *, filename: str | None = None, tag: str | None = 
     """
     from huggingface_hub import snapshot_download
 
+    from slmlab.progress import progress_class
+
     if filename:
         patterns = [filename]
     elif tag:
@@ -277,7 +279,8 @@ def resolve_hub(repo_id: str, *, filename: str | None = None, tag: str | None = 
     else:
         patterns = None
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, cache_dir=cache_dir))
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, cache_dir=cache_dir,
+                                        tqdm_class=progress_class()))
     except Exception as exc:
         raise _hub_error(exc, repo_id, filename or tag or "snapshot") from None
     if filename:

@@ -37,18 +37,36 @@ def headless() -> bool:
     return not _in_kernel()
 
 
-def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "", **kwargs: Any) -> Any:
-    """A tqdm progress bar: a widget in JupyterLab, plain text (to stdout, few updates) when headless."""
+def progress_class() -> type:
+    """The tqdm class for this session: the notebook widget bar, or plain text when headless.
+
+    Libraries that take a ``tqdm_class`` (huggingface_hub's ``snapshot_download``) get it from here.
+    """
     if not headless():
         try:
             from tqdm.notebook import tqdm as notebook_tqdm
 
-            return notebook_tqdm(iterable, total=total, desc=desc, **kwargs)
+            return notebook_tqdm
         except ImportError:  # ipywidgets missing or too old: fall back to text
             pass
+    return _text_tqdm()
+
+
+def _text_tqdm() -> type:
     from tqdm.std import tqdm
 
-    kwargs.setdefault("file", sys.stdout)
-    kwargs.setdefault("mininterval", 2.0)
-    kwargs.setdefault("ascii", True)
-    return tqdm(iterable, total=total, desc=desc, **kwargs)
+    class TextTqdm(tqdm):
+        """tqdm writing to stdout in ASCII, updating at most every 2 s: readable in saved outputs and logs."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("file", sys.stdout)
+            kwargs.setdefault("mininterval", 2.0)
+            kwargs.setdefault("ascii", True)
+            super().__init__(*args, **kwargs)
+
+    return TextTqdm
+
+
+def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "", **kwargs: Any) -> Any:
+    """A tqdm progress bar: a widget in JupyterLab, plain text (to stdout, few updates) when headless."""
+    return progress_class()(iterable, total=total, desc=desc, **kwargs)
