@@ -1,0 +1,38 @@
+"""Run a model through one interface, whatever the engine: ``open_backend("llamacpp" | "hf", model=...)``."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any
+
+from slmlab.backends.base import Backend, Generation, GenerationOptions, Scorer, Timings
+from slmlab.errors import SlmLabError
+from slmlab.models import DEFAULT_MODEL, ResolvedModel
+
+ENGINES = {
+    "llamacpp": "llama.cpp via llama-cpp-python: GGUF files, fast on CPU",
+    "hf": "transformers on PyTorch: HF folders, or a GGUF dequantized to fp32 (pip install -e '.[hf]')",
+}
+
+
+def open_backend(engine: str = "llamacpp", model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL,
+                 **kwargs: Any) -> Backend:
+    """Load `model` in `engine` ("llamacpp" or "hf"); extra keyword arguments go to that backend."""
+    key = str(engine).strip().lower().replace("-", "").replace("_", "")
+    key = {"llama": "llamacpp", "llamacpppython": "llamacpp", "transformers": "hf"}.get(key, key)
+    if key == "llamacpp":
+        from slmlab.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(model, **kwargs)
+    if key == "hf":
+        from slmlab.backends.hf import HFBackend
+
+        return HFBackend(model, **kwargs)
+    close = difflib.get_close_matches(str(engine).lower(), list(ENGINES), n=1, cutoff=0.5)
+    guess = f"Did you mean '{close[0]}'? " if close else ""
+    listing = "; ".join(f"'{k}' ({v})" for k, v in ENGINES.items())
+    raise SlmLabError(f"Unknown engine '{engine}'.", f"{guess}Engines: {listing}.")
+
+
+__all__ = ["ENGINES", "Backend", "Generation", "GenerationOptions", "Scorer", "Timings", "open_backend"]

@@ -1,0 +1,203 @@
+"""transformers on PyTorch: a Hugging Face model folder, or a GGUF file dequantized to full precision."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import importlib.util
+import os
+from collections.abc import Iterator, Sequence
+from threading import Event, Thread
+from time import perf_counter
+from typing import Any
+
+from slmlab.backends.base import (BackendBase, Generation, GenerationOptions, Timings, cut_at_stop, hf_kwargs,
+                                  prompt_too_long)
+from slmlab.errors import SlmLabError
+from slmlab.models import DEFAULT_MODEL, ResolvedModel, resolve
+
+PIP_HF = "pip install -e '.[hf]'  (install torch from the CPU index first: see README)"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _import_stack() -> tuple[Any, Any]:
+    """torch and transformers, or a clear error saying how to install them."""
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise SlmLabError(f"The hf backend needs torch and transformers, and {exc.name or 'one of them'} "
+                          "is not installed.", f"Run: {PIP_HF}") from None
+    return torch, transformers
+
+
+def pick_device(device: str, torch: Any) -> str:
+    """"cuda", "mps" or "cpu" for a device request; asking for a GPU that is absent is an error."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if device == "auto":
+        return "cuda" if cuda else ("mps" if mps else "cpu")
+    if device.split(":")[0] == "cuda" and not cuda:
+        why = "this torch is a CPU-only build" if torch.version.cuda is None else "torch sees no CUDA device"
+        raise SlmLabError(f"GPU requested but absent: device='{device}', but {why}.",
+                          "Use device='cpu', or device='auto' to take a GPU only when there is one "
+                          "(on Colab: Runtime > Change runtime type > GPU).")
+    if device == "mps" and not mps:
+        raise SlmLabError("GPU requested but absent: device='mps' needs Apple Silicon with Metal.",
+                          "Use device='cpu' or device='auto'.")
+    if device.split(":")[0] not in DEVICES:
+        raise SlmLabError(f"Unknown device '{device}'.", f"Use one of {', '.join(DEVICES)}.")
+    return device
+
+
+def _pick_dtype(dtype: str, device: str, torch: Any) -> Any:
+    if dtype != "auto":
+        return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32  # CPU and MPS: full precision (a GGUF is dequantized, so this is its exact weights)
+
+
+class HFBackend(BackendBase):
+    """A model in transformers: greedy when temperature is 0, streaming through a background thread."""
+
+    engine = "hf"
+
+    def __init__(self, model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL, device: str = "auto",
+                 dtype: Any = "auto") -> None:
+        torch, transformers = _import_stack()
+        self.device = pick_device(device, torch)  # fail before a 20-second load
+        start = perf_counter()
+        self.resolved = model if isinstance(model, ResolvedModel) else resolve(model)
+        if self.resolved.format == "gguf":
+            if importlib.util.find_spec("gguf") is None:
+                raise SlmLabError("transformers needs the gguf package to read a GGUF file.", "Run: pip install gguf")
+            source, extra = self.resolved.path.parent, {"gguf_file": self.resolved.path.name}
+        elif self.resolved.format == "hf-folder":
+            source, extra = self.resolved.path, {}
+        else:
+            raise SlmLabError(f"{self.resolved.name} is a {self.resolved.format} model, not a language model.",
+                              "Pick a GGUF file or a Hugging Face causal-LM folder.")
+        self.dtype = _pick_dtype(dtype, self.device, torch)
+        try:
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **extra)
+            self.model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=self.dtype, **extra)
+        except ImportError as exc:
+            raise SlmLabError(f"Loading {self.resolved.name} in transformers failed: {exc}", f"Run: {PIP_HF}") from None
+        self.model.to(self.device).eval()
+        self.load_s = perf_counter() - start
+        self.model_name = self.resolved.name
+        self.trained_ctx = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
+        eos = self.model.generation_config.eos_token_id
+        self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+    def _open(self) -> Any:
+        if self.model is None:
+            raise SlmLabError(f"This {self.engine} backend is closed.", "Open a new one with open_backend(...).")
+        return self.model
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of `text` (special tokens parsed, no BOS added)."""
+        self._open()
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _start(self, payload: str | list[dict[str, str]], opts: GenerationOptions) -> Iterator[str]:
+        self._open()
+        if isinstance(payload, str):
+            enc = self.tokenizer(payload, return_tensors="pt")  # BOS only if the model wants one
+        else:
+            if not self.tokenizer.chat_template:
+                raise SlmLabError(f"{self.model_name} has no chat template (it is a base model).",
+                                  "Use generate('some text to continue') instead of chat().")
+            enc = self.tokenizer.apply_chat_template(payload, add_generation_prompt=True, return_dict=True,
+                                                     return_tensors="pt")
+        n_prompt = int(enc["input_ids"].shape[1])
+        if n_prompt >= self.trained_ctx:
+            raise prompt_too_long(n_prompt, self.trained_ctx, self.trained_ctx, "n_ctx")
+        return self._pieces(enc.to(self.device), n_prompt, opts)
+
+    def _pieces(self, enc: Any, n_prompt: int, opts: GenerationOptions) -> Iterator[str]:
+        import torch
+
+        streamer = _streamer_class()(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancelled = Event()  # set when the caller stops reading the stream, so generate() stops too
+        kwargs = hf_kwargs(opts) | ({"tokenizer": self.tokenizer} if opts.stop else {})
+        kwargs["stopping_criteria"] = [lambda ids, scores, **_: torch.full((ids.shape[0],), cancelled.is_set())]
+        if not opts.greedy and opts.seed is not None:
+            torch.manual_seed(opts.seed)
+        result: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    result["ids"] = self.model.generate(**enc, streamer=streamer, **kwargs)
+            except BaseException as exc:  # re-raised in the caller's thread below
+                result["error"] = exc
+                streamer.end()
+
+        start = perf_counter()
+        thread = Thread(target=work, daemon=True)
+        thread.start()
+        parts, stopped = [], []
+        try:
+            for piece in cut_at_stop(iter(streamer), opts.stop, stopped):
+                parts.append(piece)
+                yield piece
+        except GeneratorExit:
+            cancelled.set()
+            raise
+        if stopped:  # a stop string ended the text: read the rest of the stream so generate() can finish
+            for _ in streamer:
+                pass
+        thread.join()
+        if "error" in result:
+            raise result["error"]
+        new = result["ids"][0, n_prompt:].tolist()
+        ended = bool(new) and (new[-1] in self._eos or bool(stopped))  # the last token ended the answer
+        completion = len(new) - (1 if ended else 0)
+        finish = "stop" if ended or completion < opts.max_tokens else "length"
+        times = streamer.times[: max(completion, 1)]
+        ttft = (times[0] if times else perf_counter()) - start
+        self.last = Generation("".join(parts), n_prompt, completion, finish,
+                               Timings(self.load_s, ttft, times[-1] - times[0] if times else 0.0, ttft),
+                               self.engine, self.model_name, {"device": self.device, "dtype": str(self.dtype)})
+
+    def next_token_argmax(self, token_ids: Sequence[int]) -> list[int]:
+        """For each position, the model's most likely next token (one forward pass)."""
+        import torch
+
+        ids = [int(t) for t in token_ids]
+        if not ids:
+            raise SlmLabError("No tokens to score.", "Pass the token ids of a non-empty text.")
+        if len(ids) > self.trained_ctx:
+            raise prompt_too_long(len(ids), self.trained_ctx, self.trained_ctx, "n_ctx")
+        with torch.inference_mode():
+            logits = self._open()(input_ids=torch.tensor([ids], device=self.device)).logits[0]
+        return logits.argmax(dim=-1).tolist()
+
+    def close(self) -> None:
+        """Free the model's memory (idempotent)."""
+        if getattr(self, "model", None) is not None:
+            self.model = None
+            gc.collect()
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+@functools.cache
+def _streamer_class() -> type:
+    """TextIteratorStreamer that also records when each generated token arrived (built lazily: optional import)."""
+    from transformers import TextIteratorStreamer
+
+    class TimedStreamer(TextIteratorStreamer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.times: list[float] = []
+
+        def put(self, value: Any) -> None:
+            if not (self.skip_prompt and self.next_tokens_are_prompt):
+                self.times.append(perf_counter())
+            super().put(value)
+
+    return TimedStreamer
