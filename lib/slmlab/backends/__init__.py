@@ -13,14 +13,15 @@ from slmlab.models import DEFAULT_MODEL, ResolvedModel
 ENGINES = {
     "llamacpp": "llama.cpp via llama-cpp-python: GGUF files, fast on CPU",
     "hf": "transformers on PyTorch: HF folders, or a GGUF dequantized to fp32 (pip install -e '.[hf]')",
+    "openai": "any OpenAI-compatible server over HTTP (llama-cpp-python's, vLLM, llama-server): base_url=...",
 }
 
 
 def open_backend(engine: str = "llamacpp", model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL,
                  **kwargs: Any) -> Backend:
-    """Load `model` in `engine` ("llamacpp" or "hf"); extra keyword arguments go to that backend."""
+    """Load `model` in `engine` (see ENGINES); extra keyword arguments go to that backend."""
     key = str(engine).strip().lower().replace("-", "").replace("_", "")
-    key = {"llama": "llamacpp", "llamacpppython": "llamacpp", "transformers": "hf"}.get(key, key)
+    key = {"llama": "llamacpp", "llamacpppython": "llamacpp", "transformers": "hf", "http": "openai"}.get(key, key)
     if key == "llamacpp":
         from slmlab.backends.llamacpp import LlamaCppBackend
 
@@ -29,6 +30,12 @@ def open_backend(engine: str = "llamacpp", model: ResolvedModel | str | os.PathL
         from slmlab.backends.hf import HFBackend
 
         return HFBackend(model, **kwargs)
+    if key == "openai":
+        from slmlab.backends.openai_http import OpenAIBackend
+
+        # `model` is the server's model id; the default means "whatever the server serves first".
+        name = None if model == DEFAULT_MODEL else getattr(model, "name", str(model))
+        return OpenAIBackend(model=name, **kwargs)
     close = difflib.get_close_matches(str(engine).lower(), list(ENGINES), n=1, cutoff=0.5)
     guess = f"Did you mean '{close[0]}'? " if close else ""
     listing = "; ".join(f"'{k}' ({v})" for k, v in ENGINES.items())

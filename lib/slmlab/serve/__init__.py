@@ -1,0 +1,7 @@
+"""Serve models: start real servers as child processes on 127.0.0.1, wait for them, always stop them."""
+
+from slmlab.serve.llamacpp_server import llamacpp_command, llamacpp_server
+from slmlab.serve.process import HOST, ServerProcess, free_port, group_members, port_in_use
+
+__all__ = ["HOST", "ServerProcess", "free_port", "group_members", "llamacpp_command", "llamacpp_server",
+           "port_in_use"]

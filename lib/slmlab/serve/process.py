@@ -1,0 +1,268 @@
+"""Start a server as a child process on 127.0.0.1, wait until it answers, and always stop it (its whole group).
+
+``ServerProcess`` is the one way slmlab starts servers (llama-cpp-python's, vLLM, our own app)::
+
+    with ServerProcess([sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
+                       ready_url="/", name="files") as server:
+        httpx.get(server.url)
+
+``{port}`` in the command, the readiness URL and the environment's values is replaced by the port (a free
+one is picked when none is given). The server runs in its own process group (a new session), so stopping it
+also stops whatever it started; its output goes to a log file (``log_path``, ``log_tail()``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from slmlab.errors import SlmLabError
+
+HOST = "127.0.0.1"
+LOG_DIR_ENV = "SLMLAB_LOG_DIR"  # where server logs go (default: a slmlab-logs folder in the temp dir)
+_RUNNING: set[ServerProcess] = set()  # started and not yet stopped: stopped at interpreter exit at the latest
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """True when something accepts connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def group_members(pgid: int) -> list[int]:
+    """Process ids still running in process group `pgid` (zombies waiting to be reaped do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):  # no process, or only someone else's: ours are gone
+        return []
+    import psutil
+
+    alive = []
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(proc.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return alive
+
+
+class ServerProcess:
+    """A server command run on 127.0.0.1 as a context manager: started, polled until ready, always stopped.
+
+    `cmd` is the command ("{port}" is filled in); `port` None picks a free one; `ready_url` (a path or a full
+    URL) must answer 200 within `startup_timeout` s, asked with `headers`; `env` entries are added to this
+    process's environment (None removes a variable); `stop_timeout` is the grace between SIGTERM and SIGKILL.
+    """
+
+    def __init__(self, cmd: Sequence[str], port: int | None = None, ready_url: str = "/", name: str = "server",
+                 env: Mapping[str, str | None] | None = None, startup_timeout: float = 60,
+                 headers: Mapping[str, str] | None = None, stop_timeout: float = 10,
+                 log_path: str | os.PathLike | None = None, cwd: str | os.PathLike | None = None) -> None:
+        if not cmd or not all(isinstance(part, str | os.PathLike) for part in cmd):
+            raise SlmLabError(f"The command for {name} must be a non-empty list of strings, not {cmd!r}.",
+                              "Pass it like [sys.executable, '-m', 'llama_cpp.server', '--port', '{port}'].")
+        if port is not None and not (isinstance(port, int) and 0 < port < 65536):
+            raise SlmLabError(f"port={port!r} is not a TCP port.", "Use a number in 1..65535, or None for a free one.")
+        self.name = name
+        self._cmd, self._ready, self._env = [os.fspath(c) for c in cmd], ready_url, dict(env or {})
+        self._port = port
+        self.startup_timeout, self.stop_timeout = startup_timeout, stop_timeout
+        self.headers = dict(headers or {})
+        self._log_path = Path(log_path) if log_path else None
+        self.cwd = cwd
+        self.proc: subprocess.Popen | None = None
+        self.startup_s: float | None = None  # seconds from start to the first 200 from the readiness URL
+
+    # ------------------------------------------------------------------ what it is
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (picked when the server starts if none was given)."""
+        if self._port is None:
+            self._port = free_port()
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The server's root URL, e.g. http://127.0.0.1:8000."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def ready_url(self) -> str:
+        """The URL polled until it answers 200 (a path is taken relative to `url`)."""
+        ready = self._ready.replace("{port}", str(self.port))
+        return ready if "://" in ready else f"{self.url}/{ready.lstrip('/')}"
+
+    @property
+    def cmd(self) -> list[str]:
+        """The command as it is run, with {port} filled in."""
+        return [part.replace("{port}", str(self.port)) for part in self._cmd]
+
+    @property
+    def log_path(self) -> Path:
+        """The file that receives the server's stdout and stderr (kept after it stops)."""
+        if self._log_path is None:
+            folder = Path(os.environ.get(LOG_DIR_ENV) or Path(tempfile.gettempdir()) / "slmlab-logs")
+            folder.mkdir(parents=True, exist_ok=True)
+            safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.name)
+            fd, path = tempfile.mkstemp(prefix=f"{safe}-{self.port}-", suffix=".log", dir=folder)
+            os.close(fd)
+            self._log_path = Path(path)
+        return self._log_path
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id (also its process group id), None before start."""
+        return self.proc.pid if self.proc else None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once it has stopped (negative: killed by that signal), else None."""
+        return self.proc.poll() if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log."""
+        if self._log_path is None or not self._log_path.exists():
+            return ""
+        with open(self._log_path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 200 * lines - 4096))
+            text = fh.read().decode("utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else ("not started" if self.proc is None else f"exited {self.returncode}")
+        return f"<ServerProcess {self.name!r} {self.url if self._port else ''} {state}>".replace("  ", " ")
+
+    # ------------------------------------------------------------------ start and stop
+
+    def start(self) -> ServerProcess:
+        """Start the command and wait until the readiness URL answers 200; stop it on any failure."""
+        if self.running:
+            return self
+        if self._port is not None and port_in_use(self._port):
+            raise SlmLabError(f"Cannot start {self.name}: port {self._port} on {HOST} is already in use.",
+                              f"Stop whatever listens there, or pass port=None to get a free port.")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for key, value in self._env.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = str(value).replace("{port}", str(self.port))
+        begin = time.perf_counter()
+        with open(self.log_path, "ab") as log:
+            try:
+                self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                             env=env, cwd=self.cwd, start_new_session=True)
+            except OSError as exc:
+                raise SlmLabError(f"Cannot start {self.name}: {exc.strerror or exc} ({self.cmd[0]}).",
+                                  "Check that the program is installed and the command is right.") from None
+        _RUNNING.add(self)
+        try:
+            self._wait_ready(begin)
+        except BaseException:  # includes KeyboardInterrupt while waiting: never leave the server behind
+            self.stop()
+            raise
+        self.startup_s = time.perf_counter() - begin
+        return self
+
+    def _wait_ready(self, begin: float) -> None:
+        import httpx
+
+        deadline, last = begin + self.startup_timeout, "no answer yet"
+        with httpx.Client(trust_env=False, timeout=2.0, headers=self.headers) as client:  # no proxy for 127.0.0.1
+            while True:
+                code = self.proc.poll()
+                if code is not None:
+                    raise SlmLabError(f"{self.name} exited during startup with exit code {code}. Last log lines:\n"
+                                      f"{self.log_tail()}", f"Read the log above (full log: {self.log_path}).")
+                try:
+                    answer = client.get(self.ready_url)
+                    if answer.status_code == 200:
+                        return
+                    last = f"HTTP {answer.status_code}"
+                except httpx.HTTPError as exc:
+                    last = type(exc).__name__
+                if time.perf_counter() > deadline:
+                    raise SlmLabError(
+                        f"{self.name} did not become ready: {self.ready_url} did not answer 200 within "
+                        f"{self.startup_timeout:g} s (last: {last}); it was stopped. "
+                        f"Last log lines:\n{self.log_tail()}",
+                        f"Look at its log ({self.log_path}, or server.log_tail(50)); if it is only slow, "
+                        f"pass a larger startup_timeout.")
+                time.sleep(0.1)
+
+    def stop(self) -> int | None:
+        """Stop the whole process group: SIGTERM, then SIGKILL after `stop_timeout` s. Returns the exit status."""
+        proc = self.proc
+        if proc is None:
+            return None
+        _RUNNING.discard(self)
+        if os.name != "posix":  # pragma: no cover - Windows: no process groups through start_new_session
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(self.stop_timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            return proc.wait()
+        pgid = proc.pid  # start_new_session=True: the server leads its own group
+        self._signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        try:
+            while time.monotonic() < deadline:
+                proc.poll()  # reap the leader so it does not count as alive
+                if proc.returncode is not None and not group_members(pgid):
+                    break
+                time.sleep(0.05)
+            else:
+                self._signal_group(pgid, signal.SIGKILL)
+        except BaseException:  # a second Ctrl-C while waiting: kill at once rather than leave it running
+            self._signal_group(pgid, signal.SIGKILL)
+            proc.wait()
+            raise
+        try:
+            return proc.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
+            return None
+
+    @staticmethod
+    def _signal_group(pgid: int, sig: int) -> None:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for server in list(_RUNNING):
+        server.stop()
