@@ -70,7 +70,7 @@ def next_token_agreement(a: Backend, b: Backend, text: str, max_tokens: int = 10
     for backend in (a, b):
         if not isinstance(backend, Scorer):
             raise SlmLabError(f"The {getattr(backend, 'engine', type(backend).__name__)} backend cannot score tokens.",
-                              "Compare backends that run the model locally: 'llamacpp' or 'hf'.")
+                              "Compare backends that run the model locally: 'llamacpp', 'hf', 'onnx' or 'ort-greedy'.")
     if not isinstance(max_tokens, int) or max_tokens < 2:
         raise SlmLabError(f"max_tokens={max_tokens!r} is too small to compare anything.", "Use e.g. max_tokens=1024.")
     ids = a.tokenize(text)[:max_tokens]

@@ -13,6 +13,8 @@ from slmlab.models import DEFAULT_MODEL, ResolvedModel
 ENGINES = {
     "llamacpp": "llama.cpp via llama-cpp-python: GGUF files, fast on CPU",
     "hf": "transformers on PyTorch: HF folders, or a GGUF dequantized to fp32 (pip install -e '.[hf]')",
+    "onnx": "ONNX Runtime GenAI: a model-builder folder (int8 default; int4/fp32), a GGUF converted once (pip install -e '.[hf,onnx]')",
+    "ort-greedy": "plain onnxruntime: the greedy KV-cache loop written out, over an ORT GenAI folder (fp32 default)",
     "openai": "any OpenAI-compatible server over HTTP (llama-cpp-python's, vLLM, llama-server): base_url=...",
 }
 
@@ -30,6 +32,14 @@ def open_backend(engine: str = "llamacpp", model: ResolvedModel | str | os.PathL
         from slmlab.backends.hf import HFBackend
 
         return HFBackend(model, **kwargs)
+    if key in ("onnx", "ortgenai", "onnxruntimegenai", "onnxruntime"):
+        from slmlab.backends.onnx import OrtGenAIBackend
+
+        return OrtGenAIBackend(model, **kwargs)
+    if key == "ortgreedy":
+        from slmlab.backends.onnx import OrtGreedyBackend
+
+        return OrtGreedyBackend(model, **kwargs)
     if key == "openai":
         from slmlab.backends.openai_http import OpenAIBackend
 
