@@ -247,6 +247,12 @@ class BackendBase(Backend):
         """Check the request now, return a generator of text pieces that sets `self.last` at its end."""
         raise NotImplementedError
 
+    def _require_open(self, handle: Any) -> Any:
+        """The engine's handle, or a clear error once the backend is closed."""
+        if handle is None:
+            raise SlmLabError(f"This {self.engine} backend is closed.", "Open a new one with open_backend(...).")
+        return handle
+
     def _drain(self, pieces: Iterator[str]) -> Generation:
         for _ in pieces:
             pass
@@ -255,6 +261,16 @@ class BackendBase(Backend):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model_name!r}>"
+
+
+def ids_to_score(token_ids: Sequence[int], max_context: int, setting: str = "n_ctx") -> list[int]:
+    """Token ids for next_token_argmax, checked: at least one, and no more than the context holds."""
+    ids = [int(t) for t in token_ids]
+    if not ids:
+        raise SlmLabError("No tokens to score.", "Pass the token ids of a non-empty text.")
+    if len(ids) > max_context:
+        raise prompt_too_long(len(ids), max_context, max_context, setting)
+    return ids
 
 
 def _as_prompt(prompt: object) -> str:

@@ -11,7 +11,7 @@ from threading import Event, Thread
 from time import perf_counter
 from typing import Any
 
-from slmlab.backends.base import (BackendBase, Generation, GenerationOptions, Timings, cut_at_stop, hf_kwargs,
+from slmlab.backends.base import (BackendBase, ids_to_score, Generation, GenerationOptions, Timings, cut_at_stop, hf_kwargs,
                                   prompt_too_long)
 from slmlab.errors import SlmLabError
 from slmlab.models import DEFAULT_MODEL, ResolvedModel, resolve
@@ -91,9 +91,7 @@ class HFBackend(BackendBase):
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
 
     def _open(self) -> Any:
-        if self.model is None:
-            raise SlmLabError(f"This {self.engine} backend is closed.", "Open a new one with open_backend(...).")
-        return self.model
+        return self._require_open(self.model)
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of `text` (special tokens parsed, no BOS added)."""
@@ -165,11 +163,7 @@ class HFBackend(BackendBase):
         """For each position, the model's most likely next token (one forward pass)."""
         import torch
 
-        ids = [int(t) for t in token_ids]
-        if not ids:
-            raise SlmLabError("No tokens to score.", "Pass the token ids of a non-empty text.")
-        if len(ids) > self.trained_ctx:
-            raise prompt_too_long(len(ids), self.trained_ctx, self.trained_ctx, "n_ctx")
+        ids = ids_to_score(token_ids, self.trained_ctx, "n_ctx")
         with torch.inference_mode():
             logits = self._open()(input_ids=torch.tensor([ids], device=self.device)).logits[0]
         return logits.argmax(dim=-1).tolist()

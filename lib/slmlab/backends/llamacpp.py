@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterator, Sequence
 from time import perf_counter
 from typing import Any
 
-from slmlab.backends.base import BackendBase, Generation, GenerationOptions, Timings, llamacpp_kwargs, prompt_too_long
+from slmlab.backends.base import (BackendBase, Generation, GenerationOptions,
+                                  Timings, ids_to_score, llamacpp_kwargs, prompt_too_long)
 from slmlab.errors import SlmLabError
 from slmlab.models import DEFAULT_MODEL, ResolvedModel, load_llama, resolve
 
@@ -47,9 +48,7 @@ class LlamaCppBackend(BackendBase):
         return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace") if token >= 0 else ""
 
     def _open(self) -> Any:
-        if self.llm is None:
-            raise SlmLabError(f"This {self.engine} backend is closed.", "Open a new one with open_backend(...).")
-        return self.llm
+        return self._require_open(self.llm)
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of `text` (special tokens parsed, no BOS added)."""
@@ -102,11 +101,7 @@ class LlamaCppBackend(BackendBase):
         """For each position, llama.cpp's most likely next token (one eval with logits for every position)."""
         import numpy as np
 
-        ids = [int(t) for t in token_ids]
-        if not ids:
-            raise SlmLabError("No tokens to score.", "Pass the token ids of a non-empty text.")
-        if len(ids) > self.trained_ctx:
-            raise prompt_too_long(len(ids), self.trained_ctx, self.trained_ctx, "n_ctx")
+        ids = ids_to_score(token_ids, self.trained_ctx, "n_ctx")
         # A second, scoring-only context: logits_all keeps every row (n_ctx x vocab floats), so size it to the text.
         scorer = load_llama(self.resolved, n_ctx=-(-len(ids) // 256) * 256, logits_all=True, **self._load_args)
         try:

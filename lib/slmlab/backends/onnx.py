@@ -17,7 +17,8 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from slmlab.backends.base import BackendBase, Generation, GenerationOptions, Timings, cut_at_stop, prompt_too_long
+from slmlab.backends.base import (BackendBase, Generation, GenerationOptions,
+                                  Timings, cut_at_stop, ids_to_score, prompt_too_long)
 from slmlab.errors import SlmLabError
 from slmlab.models import DEFAULT_MODEL, ResolvedModel
 
@@ -79,9 +80,7 @@ class OrtGenAIBackend(BackendBase):
             tokenizer_config.is_file() and "chat_template" in json.loads(tokenizer_config.read_text()))
 
     def _open(self) -> Any:
-        if self.model is None:
-            raise SlmLabError(f"This {self.engine} backend is closed.", "Open a new one with open_backend(...).")
-        return self.model
+        return self._require_open(self.model)
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of `text` (special tokens parsed, no BOS added)."""
@@ -195,11 +194,7 @@ class _Decoder:
         return result["logits"][0], present
 
     def argmax_all(self, token_ids: Sequence[int], max_context: int) -> list[int]:
-        ids = [int(t) for t in token_ids]
-        if not ids:
-            raise SlmLabError("No tokens to score.", "Pass the token ids of a non-empty text.")
-        if len(ids) > max_context:
-            raise prompt_too_long(len(ids), max_context, max_context, "context_length")
+        ids = ids_to_score(token_ids, max_context, "context_length")
         logits, _ = self.run(ids, self.empty, len(ids))
         return logits.argmax(axis=-1).tolist()
 
@@ -228,9 +223,7 @@ class OrtGreedyBackend(BackendBase):
         self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
 
     def _open(self) -> _Decoder:
-        if self.decoder is None:
-            raise SlmLabError(f"This {self.engine} backend is closed.", "Open a new one with open_backend(...).")
-        return self.decoder
+        return self._require_open(self.decoder)
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of `text` (special tokens parsed, no BOS added)."""

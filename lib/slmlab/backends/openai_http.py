@@ -203,9 +203,7 @@ class OpenAIBackend(BackendBase):
                           "open_backend('llamacpp', model).tokenize(text) (the same GGUF gives the same ids).")
 
     def _open(self) -> Any:
-        if self.client is None:
-            raise SlmLabError(f"This {self.engine} backend is closed.", "Open a new one with OpenAIBackend(...).")
-        return self.client
+        return self._require_open(self.client)
 
     def _request(self, payload: str | list[dict[str, str]], kwargs: dict[str, Any], stream: bool,
                  client: Any = None) -> Any:

@@ -164,7 +164,7 @@ class ServerProcess:
             return self
         if self._port is not None and port_in_use(self._port):
             raise SlmLabError(f"Cannot start {self.name}: port {self._port} on {HOST} is already in use.",
-                              f"Stop whatever listens there, or pass port=None to get a free port.")
+                              "Stop whatever listens there, or pass port=None to get a free port.")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for key, value in self._env.items():
             if value is None:
