@@ -74,11 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("model", nargs="?", default="smollm2-135m-instruct")
     inspect.set_defaults(func=cmd_inspect)
 
-    try:
-        from slmlab.course.commands import register
-    except ImportError:  # the course commands are optional while the package is partially installed
-        pass
-    else:
+    import importlib
+
+    # Each part registers its own subcommands; a part whose extra is not installed is left out.
+    for module in ("slmlab.course.commands", "slmlab.part1_commands", "slmlab.serve.commands",
+                   "slmlab.loadtest_commands", "slmlab.deploy.commands"):
+        try:
+            register = importlib.import_module(module).register
+        except ImportError:
+            continue
         register(sub)
     return parser
 

@@ -58,8 +58,11 @@ def gguf_to_hf(model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL, out_dir
     def build(tmp: Path) -> dict[str, Any]:
         model_, tokenizer = _load_gguf(resolved.path)
         _say(f"writing {out.name}/ (fp32 safetensors, tokenizer, config)")
-        model_.save_pretrained(tmp)  # also writes generation_config.json
-        tokenizer.save_pretrained(tmp)
+        from slmlab.backends.hf import transformers_progress
+
+        with transformers_progress():  # its "Writing model shards" bar: text when headless
+            model_.save_pretrained(tmp)  # also writes generation_config.json
+            tokenizer.save_pretrained(tmp)
         return {"dtype": "float32"}
 
     return _build(out, resolved.path, {"source_sha256": source_sha}, "hf", build, force)
@@ -74,13 +77,16 @@ def _load_gguf(path: Path) -> tuple[Any, Any]:
     # transformers 5 attaches a GGUF "quantizer" to every model loaded with gguf_file=, and save_pretrained()
     # refuses any model that still has one. GgufConfig(dequantize=True) asks for plain dense layers instead;
     # the loader then removes the quantization config itself (config.quantization_config, model.hf_quantizer).
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        path.parent, gguf_file=path.name, dtype=torch.float32,
-        quantization_config=transformers.GgufConfig(dequantize=True))
+    from slmlab.backends.hf import transformers_progress
+
+    with transformers_progress():  # text progress bars when headless, never widget JSON in a saved notebook
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=torch.float32,
+            quantization_config=transformers.GgufConfig(dequantize=True))
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     if getattr(model, "hf_quantizer", None) is not None or getattr(model.config, "quantization_config", None):
         raise SlmLabError(f"transformers {transformers.__version__} kept {path.name} quantized, so it cannot be saved.",
                           "Use transformers==5.24.0 (pip install -e '.[hf]').")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     return model, tokenizer
 
 

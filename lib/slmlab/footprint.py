@@ -116,3 +116,119 @@ def fit_table(specs: list[ModelSpec], hardware: Hardware, quant: str = "Q4_K_M",
     """One row per model: its footprint on `hardware` (context capped at each model's own limit)."""
     return [estimate(s, quant, min(context, s.context), hardware).row() | {"tier": s.tier, "params_b": s.params_b}
             for s in specs]
+
+
+TOO_LONG = "context too long"
+
+
+def fit_grid(specs: list[ModelSpec], presets: list[Hardware], quants: list[str] | tuple[str, ...] = ("Q4_K_M",),
+             contexts: list[int] | tuple[int, ...] = (4096,)) -> list[dict]:
+    """Every model × preset × quantization × context: total GB, share of the budget (`use`) and verdict.
+
+    A context longer than a model was trained for gives `use` NaN and the verdict "context too long".
+    """
+    rows = []
+    for spec in specs:
+        for hw in presets:
+            for quant in quants:
+                for context in contexts:
+                    base = {"model": spec.key, "params_b": spec.params_b, "tier": spec.tier, "hardware": hw.key,
+                            "quant": quant.upper(), "context": context}
+                    if context > spec.context:
+                        rows.append(base | {"total_gb": float("nan"), "budget_gb": hw.model_memory_gb * 2**30 / GB,
+                                            "use": float("nan"), "verdict": TOO_LONG})
+                        continue
+                    est = estimate(spec, quant, context, hw)
+                    rows.append(base | {"total_gb": est.total_gb, "budget_gb": est.budget_gb,
+                                        "use": est.total_gb / est.budget_gb, "verdict": est.verdict})
+    return rows
+
+
+def largest_fitting(hardware: Hardware, quant: str = "Q4_K_M", context: int = 4096,
+                    specs: list[ModelSpec] | None = None, allow_tight: bool = False) -> ModelSpec | None:
+    """The model with the most parameters that fits `hardware` (ties: the smaller footprint), or None.
+
+    Models trained for less than `context` tokens do not qualify; "tight" counts only with allow_tight=True.
+    """
+    from slmlab.catalog import CATALOG
+
+    ok = {FITS, TIGHT} if allow_tight else {FITS}
+    candidates = [(s, estimate(s, quant, context, hardware)) for s in (specs or list(CATALOG.values()))
+                  if context <= s.context]
+    fitting = [(s, est) for s, est in candidates if est.verdict in ok]
+    if not fitting:
+        return None
+    return max(fitting, key=lambda pair: (pair[0].params_b, -pair[1].total_gb))[0]
+
+
+def plot_fit_grid(rows: list[dict], x: str = "hardware", y: str = "model", title: str = "", ax=None,
+                  legend: bool = True):
+    """A heat map of `use` (share of the memory budget): green fits, amber tight, red does not fit; GB in cells."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise SlmLabError("Nothing to plot: the grid has no rows.", "Pass the rows of footprint.fit_grid(...).")
+    if frame.groupby([x, y]).size().max() > 1:
+        raise SlmLabError(f"Several rows share one ({x}, {y}) cell.",
+                          "Fix the other dimensions (one quant and one context, say) before plotting.")
+    order_x = list(dict.fromkeys(frame[x]))
+    order_y = list(dict.fromkeys(frame[y]))
+    use = frame.pivot(index=y, columns=x, values="use").loc[order_y, order_x]
+    total = frame.pivot(index=y, columns=x, values="total_gb").loc[order_y, order_x]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.1 * len(order_x) + 3, 0.38 * len(order_y) + 1.5))
+    cmap = ListedColormap(["#8fd19e", "#ffd166", "#ef7b7b"]).with_extremes(bad="#dddddd")
+    norm = BoundaryNorm([0, 0.8, 1.0, 1e9], cmap.N)
+    ax.imshow(np.ma.masked_invalid(use.to_numpy(dtype=float)), cmap=cmap, norm=norm, aspect="auto")
+    ax.set_xticks(range(len(order_x)), [str(v) for v in order_x], rotation=30, ha="right")
+    ax.set_yticks(range(len(order_y)), [str(v) for v in order_y])
+    for i in range(len(order_y)):
+        for j in range(len(order_x)):
+            gb = total.iat[i, j]
+            ax.text(j, i, "n/a" if np.isnan(gb) else f"{gb:.1f}", ha="center", va="center", fontsize=8)
+    from matplotlib.patches import Patch
+
+    if legend:
+        ax.legend(handles=[Patch(color=c, label=lab) for c, lab in
+                           zip(["#8fd19e", "#ffd166", "#ef7b7b", "#dddddd"], [FITS, TIGHT, NO_FIT, TOO_LONG])],
+                  loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    ax.set_title(title or f"GB needed, by {y} and {x}")
+    return ax
+
+
+@dataclass(frozen=True)
+class RSSMeasurement:
+    """Memory of a model loaded by llama-cpp-python in a fresh process, in bytes."""
+
+    model: str
+    n_ctx: int
+    file_bytes: int  # the GGUF file
+    baseline_bytes: int  # RSS after importing Python, slmlab and llama_cpp, before loading
+    peak_bytes: int  # peak RSS (VmHWM) after loading and generating a few tokens
+
+
+def measure_peak_rss(model: str = "smollm2-135m-instruct", n_ctx: int = 2048, timeout: float = 180) -> RSSMeasurement:
+    """Load `model` in llama-cpp-python in a fresh Python process and measure its peak RSS (Linux: VmHWM)."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "slmlab.rss_probe", str(model), str(int(n_ctx))]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SlmLabError(f"Measuring {model} took longer than {timeout:.0f} s.",
+                          "Try a smaller model or context, or raise timeout=.") from None
+    last = done.stdout.strip().splitlines()[-1:] or ["{}"]
+    data = json.loads(last[0]) if last[0].startswith("{") else {}
+    if "error" in data:  # an SlmLabError in the child: the same message here
+        raise SlmLabError(data["error"], data["hint"])
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-6:])
+        raise SlmLabError(f"Loading {model} (n_ctx={n_ctx}) in a fresh process failed:\n{tail}",
+                          "Check the model reference with slmlab.models.resolve(model) first.")
+    return RSSMeasurement(data["model"], data["n_ctx"], data["file_bytes"], data["baseline_bytes"], data["peak_bytes"])

@@ -31,6 +31,9 @@ class GGUFInfo:
     tensor_count: int
     parameter_count: int
     tensor_types: dict[str, int] = field(default_factory=dict)  # quant type -> tensor count
+    license: str | None = None  # general.license, as the converter wrote it
+    metadata: dict[str, object] = field(default_factory=dict)  # every key; long arrays summarized
+    tensors: tuple[tuple[str, str, tuple[int, ...]], ...] = ()  # (name, GGML type, shape) per tensor
 
     @property
     def bits_per_weight(self) -> float:
@@ -55,7 +58,46 @@ class GGUFInfo:
             "tensors": self.tensor_count,
             "tensor_types": ", ".join(f"{k}×{v}" for k, v in self.tensor_types.items()),
             "chat_template": "yes" if self.chat_template else "no (base model: use plain completion)",
+            "license": self.license or "not stated",
         }
+
+    def metadata_rows(self, skip_prefixes: tuple[str, ...] = (), width: int = 70) -> list[dict[str, object]]:
+        """One row per metadata key (key, type, value shortened to `width` characters), for a table."""
+        rows = []
+        for key, value in self.metadata.items():
+            if key.startswith(skip_prefixes):
+                continue
+            text = value if isinstance(value, str) else repr(value)
+            text = text.replace("\n", "\\n")
+            summarized = isinstance(value, str) and value.startswith("<array of ")
+            rows.append({"key": key, "type": "array" if summarized else type(value).__name__,
+                         "value": text if len(text) <= width else text[: width - 1] + "…"})
+        return rows
+
+    def tensor_rows(self) -> list[dict[str, object]]:
+        """One row per tensor: name, GGML type, shape and parameters, for a table."""
+        return [{"name": n, "type": t, "shape": "×".join(map(str, shape)), "parameters": _prod(shape)}
+                for n, t, shape in self.tensors]
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    total = 1
+    for dim in shape:
+        total *= dim
+    return total
+
+
+MAX_ARRAY = 16  # arrays longer than this (the vocabulary, merges, scores) are summarized in GGUFInfo.metadata
+
+
+def _metadata_value(fld) -> object:
+    """A field's value; long arrays become "<array of N type>" so the dict stays small."""
+    from gguf import GGUFValueType
+
+    if fld.types and fld.types[0] == GGUFValueType.ARRAY and len(fld.data) > MAX_ARRAY:
+        inner = fld.types[-1].name.lower() if len(fld.types) > 1 else "value"
+        return f"<array of {len(fld.data)} {inner}>"
+    return fld.contents()
 
 
 def _bad_file(path: Path, problem: str) -> SlmLabError:
@@ -131,4 +173,7 @@ def _inspect(path: Path, size: int, mtime: float) -> GGUFInfo:
         tensor_count=len(reader.tensors),
         parameter_count=int(sum(int(t.n_elements) for t in reader.tensors)),
         tensor_types=dict(Counter(t.tensor_type.name for t in reader.tensors).most_common()),
+        license=_field(reader, "general.license"),
+        metadata={key: _metadata_value(fld) for key, fld in reader.fields.items()},
+        tensors=tuple((t.name, t.tensor_type.name, tuple(int(d) for d in reversed(t.shape))) for t in reader.tensors),
     )

@@ -16,6 +16,9 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -223,6 +226,50 @@ def hub_offline() -> bool:
     return is_offline_mode()
 
 
+def set_hub_offline(offline: bool = True) -> bool:
+    """Switch huggingface_hub's offline mode (what HF_HUB_OFFLINE=1 does at start-up) now; returns the old mode."""
+    from huggingface_hub import constants
+
+    previous = bool(constants.HF_HUB_OFFLINE)
+    constants.HF_HUB_OFFLINE = offline  # read by huggingface_hub at every call
+    os.environ["HF_HUB_OFFLINE"] = "1" if offline else "0"  # for subprocesses (llama.cpp servers, converters)
+    return previous
+
+
+@contextmanager
+def hub_offline_mode(offline: bool = True) -> Iterator[None]:
+    """Run a block with huggingface_hub offline (or online), restoring the previous mode afterwards."""
+    previous = set_hub_offline(offline)
+    try:
+        yield
+    finally:
+        set_hub_offline(previous)
+
+
+def hub_reachable(timeout: float = 3.0, endpoint: str | None = None) -> bool:
+    """True when the Hugging Face hub (or $HF_ENDPOINT) answers within `timeout` s; False offline. Never hangs."""
+    if hub_offline():
+        return False
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    url = (endpoint or constants.ENDPOINT).rstrip("/") + "/api/models?limit=1"
+    answers: list[bool] = []
+
+    def probe() -> None:
+        try:  # the standard library's client: no dependency beyond huggingface_hub's own
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                answers.append(response.status < 400)
+        except Exception:  # HTTPError (a proxy's 403 is not the hub), URLError, timeouts
+            answers.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)  # name resolution ignores httpx's timeout
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(answers and answers[0])
+
+
 def list_hub_files(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> list[str]:
     """Files of a hub repository: from the hub when online, from the local cache when offline."""
     from huggingface_hub import HfApi, scan_cache_dir
@@ -242,23 +289,73 @@ def list_hub_files(repo_id: str, revision: str | None = None, cache_dir: str | P
                    for rev in repo.revisions for f in rev.files})
 
 
+def hub_files(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> list[dict]:
+    """A repository's files with size and SHA-256 (LFS files): from the hub online, the local cache offline."""
+    from huggingface_hub import HfApi, scan_cache_dir
+    from huggingface_hub.hf_api import RepoFile
+
+    if not hub_offline() and hub_reachable():  # no network: straight to the cache, not through five retries
+        try:
+            return [{"file": e.path, "bytes": e.size, "sha256": e.lfs.sha256 if e.lfs else None, "from": "hub"}
+                    for e in HfApi().list_repo_tree(repo_id, revision=revision, recursive=True)
+                    if isinstance(e, RepoFile)]
+        except Exception as exc:
+            if not _is_network_error(exc):
+                raise _hub_error(exc, repo_id, "file list") from None
+    try:
+        info = scan_cache_dir(cache_dir)
+    except Exception:  # no cache folder yet
+        return []
+    rows = {}
+    for repo in info.repos:
+        if repo.repo_id != repo_id:
+            continue
+        for rev in repo.revisions:
+            if revision and revision != rev.commit_hash and revision not in rev.refs:
+                continue
+            for f in rev.files:
+                name = f.file_path.relative_to(rev.snapshot_path).as_posix()
+                sha = f.blob_path.name if re.fullmatch(r"[0-9a-f]{64}", f.blob_path.name) else None
+                rows[name] = {"file": name, "bytes": f.size_on_disk, "sha256": sha, "from": "cache"}
+    return [rows[name] for name in sorted(rows)]
+
+
 def _is_network_error(exc: Exception) -> bool:
     from huggingface_hub import errors
 
-    return isinstance(exc, errors.LocalEntryNotFoundError | errors.OfflineModeIsEnabled | OSError) or "connect" in str(exc).lower()
+    # huggingface_hub's HTTP client raises its own transport errors (ConnectError, timeouts), not OSError
+    transport = any(c.__name__ in _TRANSPORT_ERRORS for c in type(exc).__mro__)
+    return (isinstance(exc, errors.LocalEntryNotFoundError | errors.OfflineModeIsEnabled | OSError) or transport
+            or "connect" in str(exc).lower())
 
 
-def _pick_gguf(folder: Path, repo_id: str, tag: str | None) -> Path:
-    ggufs = sorted(p for p in folder.rglob("*.gguf") if tag is None or tag.lower() in p.name.lower())
-    ggufs = [p for p in ggufs if not re.search(r"-0000[2-9]-of-|-000[1-9]\d-of-", p.name)]  # first shard only
+_TRANSPORT_ERRORS = {"TransportError", "NetworkError", "ConnectError", "TimeoutException"}
+
+
+_SHARD = re.compile(r"-(\d{5})-of-\d{5}\.gguf$", re.IGNORECASE)
+
+
+def quant_matches(filename: str, tag: str) -> bool:
+    """True when `filename` carries the quantization `tag` as a whole word: Q4_K matches Q4_K.gguf, not Q4_K_M."""
+    return re.search(rf"(?<![A-Za-z0-9]){re.escape(tag)}(?![A-Za-z0-9_])", filename, re.IGNORECASE) is not None
+
+
+def pick_gguf_file(names: Iterable[str], tag: str | None = None, repo_id: str = "the repository") -> str:
+    """The one GGUF file in a listing for a quantization tag (first shard of split files; no mmproj files)."""
+    ggufs = sorted(n for n in names if n.lower().endswith(".gguf") and (tag is None or quant_matches(n, tag)))
+    ggufs = [n for n in ggufs if "mmproj" not in n.lower()]  # vision projectors, not language models
+    ggufs = [n for n in ggufs if not (m := _SHARD.search(n)) or int(m[1]) == 1]  # first shard only
     if not ggufs:
         raise SlmLabError(f"No GGUF file{' matching ' + tag if tag else ''} in {repo_id}.",
                           "Name the file with filename=..., or pick a tag from list_hub_files(repo_id).")
     if len(ggufs) > 1:
-        names = ", ".join(p.name for p in ggufs)
-        raise SlmLabError(f"{repo_id} has several GGUF files{' matching ' + tag if tag else ''}: {names}.",
+        raise SlmLabError(f"{repo_id} has several GGUF files{' matching ' + tag if tag else ''}: {', '.join(ggufs)}.",
                           "Pick one with a quantization tag (e.g. 'org/repo:Q4_K_M') or filename=....")
     return ggufs[0]
+
+
+def _pick_gguf(folder: Path, repo_id: str, tag: str | None) -> Path:
+    return folder / pick_gguf_file([p.relative_to(folder).as_posix() for p in folder.rglob("*.gguf")], tag, repo_id)
 
 
 def resolve_hub(repo_id: str, *, filename: str | None = None, tag: str | None = None, revision: str | None = None,

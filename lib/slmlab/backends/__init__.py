@@ -15,7 +15,9 @@ ENGINES = {
     "hf": "transformers on PyTorch: HF folders, or a GGUF dequantized to fp32 (pip install -e '.[hf]')",
     "onnx": "ONNX Runtime GenAI: a model-builder folder (int8 default; int4/fp32), a GGUF converted once (pip install -e '.[hf,onnx]')",
     "ort-greedy": "plain onnxruntime: the greedy KV-cache loop written out, over an ORT GenAI folder (fp32 default)",
-    "openai": "any OpenAI-compatible server over HTTP (llama-cpp-python's, vLLM, llama-server): base_url=...",
+    "foundry": "Microsoft Foundry Local in-process (foundry-local-sdk): an ORT GenAI folder in its local catalog; chat only (pip install -e '.[foundry]')",
+    "openai": "any OpenAI-compatible server over HTTP (llama-cpp-python's, vLLM, llama-server, Foundry Local's): base_url=...",
+    "ollama": "any Ollama server (a real one, or `slmlab serve ollama`) via the official ollama client: host=...",
 }
 
 
@@ -40,6 +42,14 @@ def open_backend(engine: str = "llamacpp", model: ResolvedModel | str | os.PathL
         from slmlab.backends.onnx import OrtGreedyBackend
 
         return OrtGreedyBackend(model, **kwargs)
+    if key in ("foundry", "foundrylocal"):
+        from slmlab.backends.foundry import FoundryBackend
+
+        return FoundryBackend(model, **kwargs)
+    if key == "ollama":
+        from slmlab.backends.ollama import OllamaBackend
+
+        return OllamaBackend(model, **kwargs)
     if key == "openai":
         from slmlab.backends.openai_http import OpenAIBackend
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import functools
-import gc
 import importlib.util
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from threading import Event, Thread
 from time import perf_counter
 from typing import Any
 
 from slmlab.backends.base import (BackendBase, ids_to_score, Generation, GenerationOptions, Timings, cut_at_stop, hf_kwargs,
-                                  prompt_too_long)
+                                  prompt_too_long, release_memory)
 from slmlab.errors import SlmLabError
 from slmlab.models import DEFAULT_MODEL, ResolvedModel, resolve
+from slmlab.progress import progress_class
 
 PIP_HF = "pip install -e '.[hf]'  (install torch from the CPU index first: see README)"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -29,6 +30,45 @@ def _import_stack() -> tuple[Any, Any]:
         raise SlmLabError(f"The hf backend needs torch and transformers, and {exc.name or 'one of them'} "
                           "is not installed.", f"Run: {PIP_HF}") from None
     return torch, transformers
+
+
+@contextmanager
+def transformers_progress() -> Iterator[None]:
+    """Inside the block, transformers' progress bars are slmlab's: a widget in JupyterLab, plain text when headless.
+
+    transformers draws its bars with ``tqdm.auto``, which is an ipywidgets bar in any Jupyter kernel, so a
+    headless run (papermill, nbval, CI) would save widget JSON into the notebook. Two bars matter: "Loading
+    weights" (every ``from_pretrained``; it honours ``transformers.utils.logging.set_tqdm_hook``) and the GGUF
+    loader's "Converting and de-quantizing GGUF tensors" (a module-level ``tqdm.auto`` import, so it is swapped
+    here). A bar turned off with ``transformers.utils.logging.disable_progress_bar()`` stays off.
+    """
+    from tqdm import auto as tqdm_auto
+    from transformers.utils import logging as hf_logging
+
+    bar = progress_class()
+
+    def hook(factory: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return bar(*args, **kwargs) if factory is tqdm_auto.tqdm else factory(*args, **kwargs)
+
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_loader
+    except ImportError:  # a transformers without GGUF support: only the hook is needed
+        gguf_loader = None
+    previous_hook = hf_logging.set_tqdm_hook(hook)
+    previous_bar = getattr(gguf_loader, "tqdm", None)
+    if gguf_loader is not None and previous_bar is not None:
+        gguf_loader.tqdm = bar if hf_logging.is_progress_bar_enabled() else _silent_tqdm(bar)
+    try:
+        yield
+    finally:
+        hf_logging.set_tqdm_hook(previous_hook)
+        if gguf_loader is not None and previous_bar is not None:
+            gguf_loader.tqdm = previous_bar
+
+
+def _silent_tqdm(cls: Any) -> Any:
+    """`cls` with disable=True: an iterator wrapper that draws nothing."""
+    return functools.partial(cls, disable=True)
 
 
 def pick_device(device: str, torch: Any) -> str:
@@ -79,8 +119,9 @@ class HFBackend(BackendBase):
                               "Pick a GGUF file or a Hugging Face causal-LM folder.")
         self.dtype = _pick_dtype(dtype, self.device, torch)
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **extra)
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=self.dtype, **extra)
+            with transformers_progress():  # text progress bars when headless, never widget JSON in a saved notebook
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **extra)
+                self.model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=self.dtype, **extra)
         except ImportError as exc:
             raise SlmLabError(f"Loading {self.resolved.name} in transformers failed: {exc}", f"Run: {PIP_HF}") from None
         self.model.to(self.device).eval()
@@ -172,7 +213,7 @@ class HFBackend(BackendBase):
         """Free the model's memory (idempotent)."""
         if getattr(self, "model", None) is not None:
             self.model = None
-            gc.collect()
+            release_memory()
             import torch
 
             if torch.cuda.is_available():

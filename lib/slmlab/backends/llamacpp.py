@@ -8,7 +8,7 @@ from time import perf_counter
 from typing import Any
 
 from slmlab.backends.base import (BackendBase, Generation, GenerationOptions,
-                                  Timings, ids_to_score, llamacpp_kwargs, prompt_too_long)
+                                  Timings, ids_to_score, llamacpp_kwargs, prompt_too_long, release_memory)
 from slmlab.errors import SlmLabError
 from slmlab.models import DEFAULT_MODEL, ResolvedModel, load_llama, resolve
 
@@ -115,3 +115,4 @@ class LlamaCppBackend(BackendBase):
         if self.llm is not None:
             self.llm.close()
             self.llm = None
+            release_memory()

@@ -8,7 +8,6 @@ dozen lines: tokenize, apply the chat template, run the prompt, then feed each n
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import random
@@ -18,7 +17,7 @@ from time import perf_counter
 from typing import Any
 
 from slmlab.backends.base import (BackendBase, Generation, GenerationOptions,
-                                  Timings, cut_at_stop, ids_to_score, prompt_too_long)
+                                  Timings, cut_at_stop, ids_to_score, prompt_too_long, release_memory)
 from slmlab.errors import SlmLabError
 from slmlab.models import DEFAULT_MODEL, ResolvedModel
 
@@ -152,19 +151,14 @@ class OrtGenAIBackend(BackendBase):
         (a second, scoring-only session, freed afterwards), as llama.cpp's backend opens a scoring context.
         """
         self._open()
-        decoder = _Decoder(self.folder)
-        try:
-            return decoder.argmax_all(token_ids, self.trained_ctx)
-        finally:
-            del decoder
-            gc.collect()
+        return folder_next_token_argmax(self.folder, token_ids)
 
     def close(self) -> None:
         """Free the model's memory (idempotent)."""
         if getattr(self, "model", None) is not None:
             self.tokenizer = None
             self.model = None
-            gc.collect()
+            release_memory()
 
 
 class _Decoder:
@@ -197,6 +191,23 @@ class _Decoder:
         ids = ids_to_score(token_ids, max_context, "context_length")
         logits, _ = self.run(ids, self.empty, len(ids))
         return logits.argmax(axis=-1).tolist()
+
+
+def folder_next_token_argmax(folder: str | os.PathLike, token_ids: Sequence[int]) -> list[int]:
+    """For each position, the most likely next token from an ORT GenAI folder's model.onnx, in plain onnxruntime.
+
+    No ORT GenAI model is loaded: one onnxruntime session, freed on return (to compare many variants one at a time).
+    """
+    folder = Path(folder)
+    if not (folder / "genai_config.json").is_file():
+        raise SlmLabError(f"{folder} is not an ORT GenAI model folder (no genai_config.json).",
+                          "Build one with slmlab.convert.hf_to_ort_genai() or slmlab.onnx_quantize.prepare().")
+    decoder = _Decoder(folder)
+    try:
+        return decoder.argmax_all(token_ids, int(_genai_config(folder).get("context_length") or 1 << 30))
+    finally:
+        del decoder
+        release_memory()
 
 
 class OrtGreedyBackend(BackendBase):
@@ -290,4 +301,4 @@ class OrtGreedyBackend(BackendBase):
         """Free the model's memory (idempotent)."""
         if getattr(self, "decoder", None) is not None:
             self.decoder = None
-            gc.collect()
+            release_memory()

