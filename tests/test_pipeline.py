@@ -92,7 +92,7 @@ def server(tmp_path_factory):
 def test_bad_rows_are_skipped_429s_retried_and_a_rerun_redoes_nothing(server, tmp_path):
     out = tmp_path / "answers.jsonl"
     report = run_pipeline(DATA / "questions.jsonl", out, base_url=server.url, concurrency=3, max_tokens=4,
-                          backoff_s=0.2, show_progress=False)
+                          retries=8, backoff_s=0.2, show_progress=False)
     assert report.total == 9 and report.answered == len(JSONL_GOOD) and report.failed == []
     assert sorted(_ids(out)) == sorted(JSONL_GOOD)
     assert report.retries >= 1  # three at once against a burst of one: the server said 429, the pipeline waited

@@ -308,14 +308,16 @@ def test_a_client_leaving_mid_stream_frees_the_model(server):
         answer = http.post("/v1/chat/completions", json={"messages": QUESTION, "max_tokens": 4})
         assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] >= 1
         # A client that gives up on a whole (non-streamed) answer frees the model too.
+        before = _metric(http.get("/metrics").text, "slmlab_completion_tokens_total", model="smollm2-135m-instruct")
         with pytest.raises(httpx.ReadTimeout):
-            http.post("/v1/chat/completions", json={"messages": STORY, "max_tokens": 256}, timeout=1.5)
+            http.post("/v1/chat/completions", json={"messages": STORY, "max_tokens": 256}, timeout=0.5)
         while _metric(http.get("/metrics").text, "slmlab_generations_total", model="smollm2-135m-instruct",
                       outcome="cancelled") < 2:
             assert time.monotonic() < deadline + 60, "the abandoned answer was not cancelled"
             time.sleep(0.2)
+        # It stopped well before the 256 tokens asked for (about 0.5 s of decoding, whatever the machine's speed).
         assert _metric(http.get("/metrics").text, "slmlab_completion_tokens_total",
-                       model="smollm2-135m-instruct") < generated + 4 + 60
+                       model="smollm2-135m-instruct") - before < 200
     assert "POST /v1/chat/completions HTTP/1.1\" 200" in server.log_tail(40)
 
 
