@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from slmlab.errors import SlmLabError
 
 
 def cmd_setup_vllm(args: argparse.Namespace) -> int:
@@ -98,15 +97,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run these commands alone (the same as `slmlab setup …` / `slmlab loadtest …`)."""
-    parser = argparse.ArgumentParser(prog="slmlab")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except SlmLabError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """Run these commands alone: the same as `slmlab setup …` / `slmlab loadtest …`."""
+    from slmlab.cli import main as slmlab_main
+
+    return slmlab_main(argv)
 
 
 if __name__ == "__main__":
