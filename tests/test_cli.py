@@ -37,3 +37,14 @@ def test_doctor_says_ready():
 def test_inspect_the_default_model():
     out = slmlab("inspect")
     assert out.returncode == 0 and "Q4_1" in out.stdout and "llama" in out.stdout
+
+
+def test_setup_onnx_rejects_an_unknown_variant_before_building_anything():
+    out = slmlab("setup", "onnx", "int3")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "Unknown variant 'int3'" in out.stderr and "int8-dynamic" in out.stderr
+
+
+def test_setup_lists_both_steps():
+    out = slmlab("setup", "--help")
+    assert out.returncode == 0 and "vllm" in out.stdout and "onnx" in out.stdout

