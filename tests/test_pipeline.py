@@ -102,10 +102,12 @@ def test_bad_rows_are_skipped_429s_retried_and_a_rerun_redoes_nothing(server, tm
     problems = [json.loads(line) for line in report.errors.read_text().splitlines()]
     assert [(p["kind"], p["line"]) for p in problems] == [("bad_row", 5), ("bad_row", 8)]
 
-    before = out.read_bytes()
+    before, errors_before = out.read_bytes(), report.errors.read_bytes()
     again = run_pipeline(DATA / "questions.jsonl", out, base_url=server.url, show_progress=False)
     assert (again.already_done, again.answered) == (len(JSONL_GOOD), 0)
     assert out.read_bytes() == before
+    assert len(again.bad_rows) == 2  # still reported by the rerun, but not logged a second time
+    assert report.errors.read_bytes() == errors_before
 
 
 @pytest.mark.slow

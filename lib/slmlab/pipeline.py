@@ -187,6 +187,26 @@ def completed_ids(output: str | os.PathLike) -> set[str]:
     return done
 
 
+def logged_bad_rows(errors: str | os.PathLike) -> set[tuple[Any, ...]]:
+    """The input rows an errors file already reports as bad (line, id, problem); unreadable lines are ignored."""
+    file = Path(errors)
+    if not file.exists():
+        return set()
+    keys = set()
+    for raw in file.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("kind") == "bad_row":
+            keys.add(_bad_row_key(record))
+    return keys
+
+
+def _bad_row_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    return record.get("line"), record.get("id"), record.get("problem")
+
+
 class JsonlAppender:
     """Append JSON lines durably: each write is flushed and fsync'ed before it returns."""
 
@@ -299,9 +319,11 @@ async def run_pipeline_async(input: str | os.PathLike, output: str | os.PathLike
         else:
             todo.append(row)
     answer, close = http_answerer(base_url, api_key, model) if base_url is not None else backend_answerer(backend)
+    already_logged = logged_bad_rows(report.errors)  # a rerun reports them again, but logs each only once
     results, problems = JsonlAppender(output), JsonlAppender(report.errors)
     for bad in report.bad_rows:
-        problems.write({"kind": "bad_row", **asdict(bad)})
+        if _bad_row_key(asdict(bad)) not in already_logged:
+            problems.write({"kind": "bad_row", **asdict(bad)})
     bar = _bar(len(todo), show_progress)
     queue: asyncio.Queue[PromptRow] = asyncio.Queue()
     for row in todo:
