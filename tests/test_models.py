@@ -108,6 +108,12 @@ def test_truncated_gguf_is_rejected(tmp_path):
         inspect_gguf(cut)
 
 
+def test_a_missing_path_object_is_reported_as_missing_not_as_a_folder(tmp_path):
+    with pytest.raises(SlmLabError, match="Model file not found: .*missing.gguf") as info:
+        models.resolve(tmp_path / "missing.gguf")
+    assert "folder" not in info.value.problem
+
+
 def test_missing_path_is_reported():
     with pytest.raises(SlmLabError, match="Model file not found: nowhere/model.gguf"):
         models.resolve("./nowhere/model.gguf")

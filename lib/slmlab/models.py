@@ -415,6 +415,10 @@ def _resolve_local(path: Path) -> ResolvedModel:
         return ResolvedModel(path.stem, path, "local", "gguf")
     if (path / "config.json").exists():
         return ResolvedModel(path.name, path, "local", "hf-folder")
+    if not path.exists():
+        raise SlmLabError(f"Model file not found: {path}",
+                          "Check the path, or resolve a bundled model by name: "
+                          f"slmlab.models.resolve('{DEFAULT_MODEL}').")
     raise SlmLabError(f"{path} is a folder but not a model folder (no config.json).",
                       "Point at a .gguf file or a Hugging Face model folder.")
 
