@@ -292,6 +292,27 @@ def test_server_process_lifecycle_with_a_real_http_server():
     assert "GET / HTTP" in server.log_tail()
 
 
+@pytest.mark.fast
+def test_sigterm_to_the_owner_stops_its_servers_and_still_ends_it():
+    # A kernel stopped with SIGTERM runs no atexit hooks; the servers live in their own session, so without the
+    # handler they would outlive it.
+    script = ("import sys; from slmlab.serve import ServerProcess; "
+              "s = ServerProcess([sys.executable, '-m', 'http.server', '{port}', '--bind', '127.0.0.1']).start(); "
+              "print(s.pid, s.port, flush=True); import time; time.sleep(60)")
+    import subprocess
+
+    owner = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid, port = map(int, owner.stdout.readline().split())
+        assert group_members(pid) and port_in_use(port)
+        owner.send_signal(signal.SIGTERM)
+        assert owner.wait(20) == -signal.SIGTERM  # it still dies of SIGTERM, as before
+        assert group_members(pid) == [] and not port_in_use(port)
+    finally:
+        owner.kill()
+        owner.wait()
+
+
 @pytest.mark.slow
 def test_a_server_that_never_gets_ready_is_killed_with_its_children():
     # A parent that ignores SIGTERM and a child: both must go (SIGKILL after stop_timeout).

@@ -180,6 +180,7 @@ class ServerProcess:
                 raise SlmLabError(f"Cannot start {self.name}: {exc.strerror or exc} ({self.cmd[0]}).",
                                   "Check that the program is installed and the command is right.") from None
         _RUNNING.add(self)
+        _stop_all_on_sigterm()
         try:
             self._wait_ready(begin)
         except BaseException:  # includes KeyboardInterrupt while waiting: never leave the server behind
@@ -266,3 +267,36 @@ class ServerProcess:
 def _stop_all() -> None:
     for server in list(_RUNNING):
         server.stop()
+
+
+_previous_sigterm: Any = None  # the handler ours replaced (it is called after the servers are stopped)
+
+
+def _stop_all_on_sigterm() -> None:
+    """Stop the servers when this process gets SIGTERM (atexit does not run then), then do what it did before.
+
+    Servers run in their own session, so without this a kernel stopped with SIGTERM (a timeout, `kill`) would
+    leave them running. Installed once, from the main thread only; a process that ignores SIGTERM keeps doing so.
+    """
+    global _previous_sigterm
+    if os.name != "posix" or _previous_sigterm is not None:
+        return
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous == signal.SIG_IGN or previous is None:  # ignored on purpose, or set from C: leave it alone
+        return
+    _previous_sigterm = previous
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _stop_all()
+    previous = _previous_sigterm
+    if callable(previous):
+        previous(signum, frame)
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the default: die of SIGTERM, as if we had not been here
+    os.kill(os.getpid(), signal.SIGTERM)
