@@ -72,3 +72,21 @@ def test_bad_paths_get_clear_errors(tmp_path):
     broken.write_text("{not json")
     with pytest.raises(SlmLabError, match="is not a readable notebook"):
         scan_notebook(broken)
+
+
+@pytest.mark.fast
+def test_the_command_exits_1_on_a_finding_and_never_prints_the_secret(tmp_path):
+    import subprocess
+    import sys
+
+    key = _key()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f'api_key = "{key}"')]
+    nbformat.write(nb, tmp_path / "leaky.ipynb")
+    run = [sys.executable, "-m", "slmlab.cli", "secrets-scan"]
+    out = subprocess.run([*run, str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 1 and "leaky.ipynb cell 0" in out.stdout and key not in out.stdout + out.stderr
+    clean = subprocess.run([*run, *map(str, REPO_FOLDERS)], capture_output=True, text=True)
+    assert clean.returncode == 0 and "no secrets found" in clean.stdout
+    missing = subprocess.run([*run, str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert missing.returncode != 0 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
