@@ -75,3 +75,16 @@ def test_doctor_report_is_ok_here_and_fails_for_a_missing_core_package(monkeypat
 def test_optional_package_missing_is_a_warning_with_its_extra():
     check = doctor.check_package("no-such-package-xyz", "onnx")
     assert not check.ok and not check.required and check.fix == "pip install -e '.[onnx]'"
+
+
+def test_setup_steps_are_optional_checks_that_name_their_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLMLAB_VLLM_VENV", str(tmp_path / "no-venv"))
+    vllm = doctor.check_vllm()
+    assert not vllm.ok and not vllm.required and "slmlab setup vllm" in vllm.fix
+    monkeypatch.setenv("SLMLAB_CACHE", str(tmp_path / "cache"))  # an empty cache: nothing prebuilt
+    onnx = doctor.check_onnx_models()
+    assert not onnx.ok and not onnx.required and "int4" in onnx.detail and "slmlab setup onnx" in onnx.fix
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(doctor, "Path", lambda p: tmp_path / "nothing")
+    programs = doctor.check_programs()
+    assert not programs.ok and "nginx" in programs.detail and "apt-get install" in programs.fix

@@ -10,6 +10,7 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from slmlab.errors import SlmLabError
 
@@ -165,12 +166,51 @@ def check_hub() -> Check:
     return Check("Hugging Face hub", True, f"{mode}; cache {constants.HF_HUB_CACHE}", required=False)
 
 
+def check_vllm() -> Check:
+    """Is vLLM's own virtualenv there (`slmlab setup vllm`)? Optional: only part 3's vLLM notebook needs it."""
+    from slmlab.vllm_env import vllm_python
+
+    try:
+        return Check("vLLM virtualenv", True, str(vllm_python()), required=False)
+    except SlmLabError as err:
+        return Check("vLLM virtualenv", False, err.problem, err.hint, required=False)
+
+
+def check_onnx_models() -> Check:
+    """Are the ONNX variants prebuilt (`slmlab setup onnx`)? Missing ones are built on first use, at ~1.9 GB."""
+    from slmlab.convert import read_marker
+    from slmlab.onnx_quantize import expected_folder
+    from slmlab.setup_commands import ONNX_SETUP_VARIANTS
+
+    try:
+        missing = [v for v in ONNX_SETUP_VARIANTS if read_marker(expected_folder(v)) is None]
+    except SlmLabError as err:
+        return Check("ONNX models", False, err.problem, err.hint, required=False)
+    if not missing:
+        return Check("ONNX models", True, f"prebuilt: {', '.join(ONNX_SETUP_VARIANTS)}", required=False)
+    return Check("ONNX models", False, f"not built yet: {', '.join(missing)}",
+                 "Run: slmlab setup onnx  (about 2 minutes once; the builders need ~1.9 GB of memory).",
+                 required=False)
+
+
+def check_programs() -> Check:
+    """The system programs part 2 and 3 start: Prometheus, promtool, nginx, Chromium and its driver."""
+    wanted = ("prometheus", "promtool", "nginx", "chromium", "chromedriver")
+    missing = [p for p in wanted if shutil.which(p) is None and not Path(f"/usr/sbin/{p}").exists()]
+    if not missing:
+        return Check("servers", True, ", ".join(wanted), required=False)
+    return Check("servers", False, f"missing: {', '.join(missing)}",
+                 "On Debian/Ubuntu: apt-get install -y --no-install-recommends prometheus nginx chromium "
+                 "chromium-driver (see the README).", required=False)
+
+
 def run_doctor(ollama_timeout: float = 1.5) -> DoctorReport:
     """Run every check and return the report."""
     checks = [check_python()]
     checks += [check_package(d, e) for d, e in CORE_PACKAGES + OPTIONAL_PACKAGES]
     checks += check_models()
     checks += [check_memory(), check_cpu(), check_gpu(), check_disk(), check_ollama(ollama_timeout), check_hub()]
+    checks += [check_onnx_models(), check_vllm(), check_programs()]
     return DoctorReport(checks)
 
 
