@@ -17,11 +17,12 @@ import importlib.util
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from slmlab.errors import SlmLabError
 from slmlab.gguf_info import GGUFInfo, check_gguf_file, inspect_gguf
@@ -272,44 +273,51 @@ def hub_reachable(timeout: float = 3.0, endpoint: str | None = None) -> bool:
 
 def list_hub_files(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> list[str]:
     """Files of a hub repository: from the hub when online, from the local cache when offline."""
-    from huggingface_hub import HfApi, scan_cache_dir
+    from huggingface_hub import HfApi
 
     if not hub_offline():
-        try:
-            return HfApi().list_repo_files(repo_id, revision=revision)
-        except Exception as exc:  # fall back to the cache below only for network errors
-            if not _is_network_error(exc):
-                raise _hub_error(exc, repo_id, "file list") from None
+        files = _ask_hub(lambda: HfApi().list_repo_files(repo_id, revision=revision), repo_id)
+        if files is not None:
+            return files
+    return sorted({f.file_name if "/" not in str(f.file_path) else str(f.file_path.relative_to(rev.snapshot_path))
+                   for repo in _cached_repos(repo_id, cache_dir) for rev in repo.revisions for f in rev.files})
+
+
+def _ask_hub(fetch: Callable[[], Any], repo_id: str) -> Any:
+    """`fetch()`'s answer from the hub, or None on a network error (the caller falls back to the cache)."""
+    try:
+        return fetch()
+    except Exception as exc:
+        if not _is_network_error(exc):
+            raise _hub_error(exc, repo_id, "file list") from None
+        return None
+
+
+def _cached_repos(repo_id: str, cache_dir: str | Path | None) -> list[Any]:
+    """The local hub cache's entries for `repo_id` (none when there is no cache folder yet)."""
+    from huggingface_hub import scan_cache_dir
+
     try:
         info = scan_cache_dir(cache_dir)
     except Exception:  # no cache folder yet
         return []
-    return sorted({f.file_name if "/" not in str(f.file_path) else str(f.file_path.relative_to(rev.snapshot_path))
-                   for repo in info.repos if repo.repo_id == repo_id
-                   for rev in repo.revisions for f in rev.files})
+    return [repo for repo in info.repos if repo.repo_id == repo_id]
 
 
 def hub_files(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> list[dict]:
     """A repository's files with size and SHA-256 (LFS files): from the hub online, the local cache offline."""
-    from huggingface_hub import HfApi, scan_cache_dir
+    from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
     if not hub_offline() and hub_reachable():  # no network: straight to the cache, not through five retries
-        try:
-            return [{"file": e.path, "bytes": e.size, "sha256": e.lfs.sha256 if e.lfs else None, "from": "hub"}
-                    for e in HfApi().list_repo_tree(repo_id, revision=revision, recursive=True)
-                    if isinstance(e, RepoFile)]
-        except Exception as exc:
-            if not _is_network_error(exc):
-                raise _hub_error(exc, repo_id, "file list") from None
-    try:
-        info = scan_cache_dir(cache_dir)
-    except Exception:  # no cache folder yet
-        return []
+        listed = _ask_hub(lambda: [
+            {"file": e.path, "bytes": e.size, "sha256": e.lfs.sha256 if e.lfs else None, "from": "hub"}
+            for e in HfApi().list_repo_tree(repo_id, revision=revision, recursive=True) if isinstance(e, RepoFile)],
+            repo_id)
+        if listed is not None:
+            return listed
     rows = {}
-    for repo in info.repos:
-        if repo.repo_id != repo_id:
-            continue
+    for repo in _cached_repos(repo_id, cache_dir):
         for rev in repo.revisions:
             if revision and revision != rev.commit_hash and revision not in rev.refs:
                 continue

@@ -132,17 +132,9 @@ class OrtGenAIBackend(BackendBase):
             parts.append(piece)
             yield piece
         end = perf_counter()
-        del generator  # frees its KV cache now
-        ended = bool(new) and (new[-1] in self._eos or bool(stopped))  # the last token ended the answer
-        completion = len(new) - (1 if ended else 0)
-        finish = "stop" if ended else "length"  # else max_tokens (or the context) ran out
-        times = times[: max(completion, 1)]
-        ttft = (times[0] if times else end) - start
-        prompt_eval = (prefill_end[0] - start) if prefill_end else ttft
-        self.last = Generation("".join(parts), len(ids), completion, finish,
-                               Timings(self.load_s, prompt_eval, times[-1] - times[0] if times else 0.0, ttft),
-                               self.engine, self.model_name,
-                               {"folder": str(self.folder), "provider": "cpu", "token_ids": new[:completion]})
+        generator = None  # frees its KV cache now (the closure above holds the only other reference)
+        self.last = _generation(self, "".join(parts), len(ids), new, times, bool(stopped), start, end,
+                                prefill_end[0] if prefill_end else None)
 
     def next_token_argmax(self, token_ids: Sequence[int]) -> list[int]:
         """For each position, the most likely next token: one pass of the folder's model.onnx in onnxruntime.
@@ -159,6 +151,21 @@ class OrtGenAIBackend(BackendBase):
             self.tokenizer = None
             self.model = None
             release_memory()
+
+
+def _generation(backend: Any, text: str, prompt_tokens: int, new: list[int], times: list[float], stopped: bool,
+                start: float, end: float, prefill_end: float | None = None) -> Generation:
+    """The Generation record of a finished answer: `new` token ids, each one's arrival time, the run's clock."""
+    ended = bool(new) and (new[-1] in backend._eos or stopped)  # the last token ended the answer
+    completion = len(new) - (1 if ended else 0)
+    finish = "stop" if ended else "length"  # else max_tokens (or the context) ran out
+    times = times[: max(completion, 1)]
+    ttft = (times[0] if times else end) - start
+    prompt_eval = prefill_end - start if prefill_end is not None else ttft
+    return Generation(text, prompt_tokens, completion, finish,
+                      Timings(backend.load_s, prompt_eval, times[-1] - times[0] if times else 0.0, ttft),
+                      backend.engine, backend.model_name,
+                      {"folder": str(backend.folder), "provider": "cpu", "token_ids": new[:completion]})
 
 
 class _Decoder:
@@ -283,15 +290,7 @@ class OrtGreedyBackend(BackendBase):
             parts.append(piece)
             yield piece
         end = perf_counter()
-        ended = bool(new) and (new[-1] in self._eos or bool(stopped))
-        completion = len(new) - (1 if ended else 0)
-        finish = "stop" if ended else "length"  # else max_tokens (or the context) ran out
-        times = times[: max(completion, 1)]
-        ttft = (times[0] if times else end) - start
-        self.last = Generation("".join(parts), len(ids), completion, finish,
-                               Timings(self.load_s, ttft, times[-1] - times[0] if times else 0.0, ttft),
-                               self.engine, self.model_name,
-                               {"folder": str(self.folder), "provider": "cpu", "token_ids": new[:completion]})
+        self.last = _generation(self, "".join(parts), len(ids), new, times, bool(stopped), start, end)
 
     def next_token_argmax(self, token_ids: Sequence[int]) -> list[int]:
         """For each position, the most likely next token (one pass over all the ids, empty cache)."""
