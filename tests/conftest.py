@@ -24,6 +24,24 @@ CI_PARAMETERS = {"fast": True, "max_tokens": 16}
 collect_ignore_glob = ["fixtures/*"]
 
 
+# The solutions' papermill runs (CI parameters), for the budget table at the end of the session.
+NOTEBOOK_RUNS = pytest.StashKey[list]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[NOTEBOOK_RUNS] = []
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """After the tests: each solution's seconds and peak RSS against the course budgets."""
+    runs = config.stash.get(NOTEBOOK_RUNS, [])
+    if runs:
+        from slmlab.course.budget import budget_report
+
+        terminalreporter.write_sep("=", "course budgets (solutions, CI parameters)")
+        terminalreporter.write_line(budget_report(sorted(runs, key=lambda r: str(r.notebook))))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Notebook cells collected by nbval execute notebooks: mark them slow."""
     for item in items:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import CI_PARAMETERS, LABS, TINY_SOLUTION, labs, solutions
+from conftest import CI_PARAMETERS, LABS, NOTEBOOK_RUNS, TINY_SOLUTION, labs, solutions
 from nbformat.v4 import new_code_cell, new_notebook
 
 from slmlab.course import check_cells
@@ -53,9 +53,10 @@ def cli(*argv: str) -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("solution", solutions(), ids=lambda p: p.stem)
-def test_solution_runs_with_papermill_and_passes_every_check(solution: Path, tmp_path: Path):
+def test_solution_runs_with_papermill_and_passes_every_check(solution: Path, tmp_path: Path, request):
     [result] = run_notebooks([solution], ci_parameters(solution), output_dir=tmp_path, cell_timeout=300,
                              progress_bar=False)
+    request.config.stash[NOTEBOOK_RUNS].append(result)
     assert result.ok, f"{solution.name}: {result.error}"
     assert result.seconds > 0 and result.peak_rss_bytes > 50e6  # a kernel with a model loaded
     executed = nbformat.read(result.output, as_version=4)

@@ -37,6 +37,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     table = summary_table(results)
     print(table.drop(columns=["error"] if not any(r.error for r in results) else []).to_string(index=False))
+    if len(results) > 1:
+        from slmlab.course.budget import budget_report
+
+        print("\nBudgets (CI parameters on 2 cores):\n" + budget_report(results))
     return 0 if all(r.ok for r in results) else 1
 
 
