@@ -20,7 +20,6 @@ NOTEBOOK_RSS_BYTES = 1.5e9
 # Notebooks that start a server whose own footprint is over the notebook budget, and why.
 RSS_EXCEPTIONS = {
     "01-vllm-openai-server": "vLLM's CPU server alone holds ~3.8 GB",
-    "04-monitoring": "scrapes a running vLLM (~3.8 GB)",
 }
 
 
