@@ -1,0 +1,147 @@
+"""Read a server's Prometheus ``/metrics`` page from Python: samples by name and labels, histogram quantiles.
+
+    samples = scrape.fetch(server.url)                       # or scrape.parse(text)
+    samples.value("slmlab_completion_tokens_total", model="smollm2-135m-instruct")
+    scrape.histogram_quantile(0.5, samples.buckets("slmlab_time_to_first_token_seconds"))
+
+Parsing is prometheus_client's own (``text_string_to_metric_families``); ``histogram_quantile`` interpolates
+inside the bucket the quantile falls in, as PromQL's ``histogram_quantile()`` does, so the numbers match what a
+Grafana panel over the same metric shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slmlab.errors import SlmLabError
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One line of the exposition format: ``name{labels} value``."""
+
+    name: str
+    labels: Mapping[str, str]
+    value: float
+
+
+class Samples:
+    """Every sample of one scrape, looked up by name and (a subset of) labels."""
+
+    def __init__(self, samples: Sequence[Sample]) -> None:
+        self.samples = list(samples)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def names(self) -> list[str]:
+        """The sample names present, sorted."""
+        return sorted({s.name for s in self.samples})
+
+    def select(self, name: str, **labels: str) -> list[Sample]:
+        """The samples called `name` whose labels include `labels`."""
+        return [s for s in self.samples
+                if s.name == name and all(s.labels.get(k) == str(v) for k, v in labels.items())]
+
+    def value(self, name: str, default: float | None = None, **labels: str) -> float:
+        """The sum of the samples called `name` with these labels (e.g. a counter over all its status codes)."""
+        found = self.select(name, **labels)
+        if not found:
+            if default is not None:
+                return default
+            close = [n for n in self.names() if n.startswith(name.rsplit("_", 1)[0])][:5]
+            raise SlmLabError(f"No sample {name}{labels or ''} in this scrape.",
+                              f"Similar names: {', '.join(close)}." if close else
+                              "Check the name (counters end in _total, histograms in _bucket/_sum/_count).")
+        return float(sum(s.value for s in found))
+
+    def buckets(self, histogram: str, **labels: str) -> list[tuple[float, float]]:
+        """A histogram's cumulative buckets as sorted (upper bound, count) pairs, the last one (inf, total)."""
+        counts: dict[float, float] = {}
+        for s in self.select(f"{histogram}_bucket", **labels):
+            bound = float(s.labels["le"])
+            counts[bound] = counts.get(bound, 0.0) + s.value  # several label sets: add them up, as sum by (le)
+        if not counts:
+            raise SlmLabError(f"No histogram {histogram}{labels or ''} in this scrape.",
+                              "Pass the histogram's base name, without _bucket (e.g. "
+                              "'slmlab_time_to_first_token_seconds').")
+        return sorted(counts.items())
+
+
+def parse(text: str) -> Samples:
+    """Samples from Prometheus' text exposition format (what ``GET /metrics`` answers)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        return Samples([Sample(s.name, dict(s.labels), float(s.value))
+                        for family in text_string_to_metric_families(text) for s in family.samples])
+    except ValueError as exc:
+        raise SlmLabError(f"This is not Prometheus' text format: {exc}",
+                          "Pass the body of a /metrics answer (text/plain; version=0.0.4).") from None
+
+
+def fetch(url: Any, path: str = "/metrics", timeout: float = 10, headers: Mapping[str, str] | None = None) -> Samples:
+    """Scrape a server (its root URL, or a ServerProcess) now."""
+    import httpx
+
+    root = str(getattr(url, "url", url)).rstrip("/")
+    try:
+        answer = httpx.get(f"{root}{path}", timeout=timeout, headers=dict(headers or {}), trust_env=False)
+    except httpx.HTTPError as exc:
+        raise SlmLabError(f"Cannot scrape {root}{path}: {type(exc).__name__}: {exc}",
+                          "Is the server running? Check its URL and port.") from None
+    if answer.status_code != 200:
+        raise SlmLabError(f"{root}{path} answered HTTP {answer.status_code}.",
+                          "A 401 means /metrics needs an API key here: pass headers={'Authorization': ...}.")
+    return parse(answer.text)
+
+
+def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float:
+    """The `q`-quantile (0..1) estimated from cumulative buckets, by linear interpolation as PromQL does.
+
+    NaN when the histogram is empty; the highest finite bound when the quantile lies in the +Inf bucket.
+    """
+    if not 0 <= q <= 1:
+        raise SlmLabError(f"Quantile {q!r} is outside 0..1.", "E.g. 0.5 for the median, 0.95 for p95.")
+    pairs = sorted(buckets)
+    if not pairs or not math.isinf(pairs[-1][0]):
+        raise SlmLabError("A histogram's buckets must end with the +Inf bucket.", "Use Samples.buckets(name).")
+    total = pairs[-1][1]
+    if total <= 0:
+        return math.nan
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in pairs:
+        if count >= rank:
+            if math.isinf(bound):
+                return pairs[-2][0] if len(pairs) > 1 else math.nan
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = bound, count
+    return pairs[-2][0]
+
+
+def histogram_mean(samples: Samples, histogram: str, **labels: str) -> float:
+    """A histogram's exact mean: its _sum over its _count (NaN when it has no observation)."""
+    count = samples.value(f"{histogram}_count", **labels)
+    return samples.value(f"{histogram}_sum", **labels) / count if count else math.nan
+
+
+def generation_tok_s(samples: Samples, model: str, route: str = "/v1/chat/completions") -> float:
+    """Tokens per second of model time, from the course's service metrics.
+
+    Generated tokens over the time chat requests spent with the model: their total duration
+    (``slmlab_http_request_duration_seconds_sum``) minus the time they waited for it
+    (``slmlab_queue_wait_seconds_sum``). Prefill counts as model time.
+    """
+    tokens = samples.value("slmlab_completion_tokens_total", model=model)
+    busy = (samples.value("slmlab_http_request_duration_seconds_sum", route=route)
+            - samples.value("slmlab_queue_wait_seconds_sum", model=model))
+    return tokens / busy if busy > 0 else math.nan
