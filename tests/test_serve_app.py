@@ -361,3 +361,30 @@ def test_slmlabs_openai_backend_works_through_it(server, backend):
     expected = backend.chat(QUESTION, max_tokens=8)
     assert answer.text == expected.text and answer.completion_tokens == expected.completion_tokens
     assert answer.prompt_tokens == expected.prompt_tokens  # from the stream's usage chunk
+
+
+@pytest.mark.fast
+def test_an_upstream_server_that_fails_is_a_502_not_a_client_error():
+    import httpx2
+
+    from slmlab.backends.openai_http import OpenAIBackend
+
+    down = {"chat": "refused"}
+
+    def upstream(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/v1/models":
+            return httpx2.Response(200, json={"object": "list", "data": [{"id": "m1", "object": "model"}]})
+        if down["chat"] == "refused":
+            raise httpx2.ConnectError("Connection refused", request=request)
+        return httpx2.Response(500, json={"error": {"message": "out of memory"}})
+
+    backend = OpenAIBackend("http://127.0.0.1:9", http_client=httpx2.Client(transport=httpx2.MockTransport(upstream)))
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+    with TestClient(create_app(backend, AppSettings())) as client:
+        for state in ("refused", "500"):
+            down["chat"] = state
+            reply = client.post("/v1/chat/completions", json=body)
+            assert reply.status_code == 502, (state, reply.text)
+            assert reply.json()["error"]["code"] == "upstream_error" and reply.headers["retry-after"] == "1"
+        assert _metric(client.get("/metrics").text, "slmlab_http_rejected_total", reason="upstream_error") == 2
+    backend.close()

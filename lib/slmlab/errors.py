@@ -14,3 +14,10 @@ class SlmLabError(Exception):
         self.problem = problem
         self.hint = hint
         super().__init__(problem if not hint else f"{problem}\nWhat to do: {hint}")
+
+
+class UpstreamError(SlmLabError):
+    """A server this code calls failed, not the request: unreachable, timed out, a 5xx, or a broken connection.
+
+    A gateway answers these with 502 (the request may be retried), never with a 400.
+    """

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from slmlab.backends.base import BackendBase, Generation, GenerationOptions, Timings, prompt_too_long
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, UpstreamError
 
 API_KEY_ENV = "SLMLAB_API_KEY"  # read when api_key is not passed
 START_HINT = ("Start one first, e.g. `with slmlab.serve.llamacpp_server() as server: "
@@ -118,13 +118,13 @@ class OpenAIBackend(BackendBase):
         if isinstance(exc, SlmLabError):
             return exc
         if isinstance(exc, openai.APITimeoutError):
-            return SlmLabError(f"The server at {self.base_url} did not answer within {self.timeout:g} s.",
+            return UpstreamError(f"The server at {self.base_url} did not answer within {self.timeout:g} s.",
                                "It may be busy or stuck: look at its log (server.log_tail() for a ServerProcess), "
                                "or pass a larger timeout=.")
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__ or exc.__context__
             why = f" ({cause})" if cause else ""
-            return SlmLabError(f"Cannot reach an OpenAI-compatible server at {self.base_url}{why}.", START_HINT)
+            return UpstreamError(f"Cannot reach an OpenAI-compatible server at {self.base_url}{why}.", START_HINT)
         if isinstance(exc, openai.APIStatusError):
             message = _message(exc)
             status = exc.status_code
@@ -151,14 +151,16 @@ class OpenAIBackend(BackendBase):
             too_long = _context_error(message)
             if too_long:
                 return too_long
+            if status >= 500:
+                return UpstreamError(f"The server at {self.base_url} answered {status}: {message}",
+                                     "Look at the server's log (server.log_tail() for a ServerProcess).")
             return SlmLabError(f"The server at {self.base_url} answered {status}: {message}",
-                               "Look at the server's log (server.log_tail() for a ServerProcess)." if status >= 500
-                               else "Check the request's options against what this server accepts.")
+                               "Check the request's options against what this server accepts.")
         if isinstance(exc, openai.APIError):  # an error event inside a stream (vLLM sends these)
             too_long = _context_error(str(exc.message))
             return too_long or SlmLabError(f"The server at {self.base_url} reported an error: {exc.message}",
                                            "Look at the server's log (server.log_tail() for a ServerProcess).")
-        return SlmLabError(f"The connection to {self.base_url} broke: {type(exc).__name__}: {exc}",
+        return UpstreamError(f"The connection to {self.base_url} broke: {type(exc).__name__}: {exc}",
                            "Look at the server's log; it may have crashed or been stopped.")
 
     # ------------------------------------------------------------------ the interface

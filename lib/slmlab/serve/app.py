@@ -34,7 +34,7 @@ from typing import Any
 from fastapi import Request
 
 from slmlab.backends.base import Backend, GenerationOptions
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, UpstreamError
 from slmlab.serve import openai_api as api
 from slmlab.serve.metrics import MetricsMiddleware, ServiceMetrics
 from slmlab.serve.process import HOST
@@ -285,6 +285,10 @@ def create_app(backend: Backend | Callable[[], Backend] | None = None, settings:
 
     def refused(exc: StartFailed) -> JSONResponse:
         error = exc.error
+        if isinstance(error, UpstreamError):  # the model's server failed, not the request: 502, may be retried
+            log.error("the upstream model server failed: %s", _text(error))
+            return fail(502, api.error(f"The model's server failed: {_text(error)}", "upstream_error",
+                                       "server_error"), "upstream_error", {"Retry-After": "1"})
         if exc.model_alive and isinstance(error, SlmLabError):
             over = "context is" in error.problem or "trained on" in error.hint
             message = f"{error.problem} {error.hint}".strip()

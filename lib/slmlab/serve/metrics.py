@@ -39,7 +39,7 @@ class ServiceMetrics:
                                registry=reg)
         self.rejected = Counter(f"{PREFIX}_http_rejected", "Requests refused before reaching the model, by reason "
                                 "(unauthorized, rate_limited, too_large, bad_request, over_context, busy, "
-                                "unavailable)", ["reason"], registry=reg)
+                                "unavailable, upstream_error)", ["reason"], registry=reg)
         self.ttft = Histogram(f"{PREFIX}_time_to_first_token_seconds", "From the request's arrival to the first "
                               "generated text (queueing included)", ["model"], buckets=TTFT_BUCKETS, registry=reg)
         self.queue_wait = Histogram(f"{PREFIX}_queue_wait_seconds", "Time a request waited for the model "
