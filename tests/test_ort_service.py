@@ -125,3 +125,18 @@ def test_the_ort_service_answers_streams_and_counts(ort_server):
     assert samples.value("slmlab_time_to_first_token_seconds_count", model=MODEL) == 2
     assert scrape.generation_tok_s(samples, MODEL) > 1
     assert httpx.get(f"{ort_server.url}/readyz", trust_env=False).json()["status"] == "ready"
+
+
+@pytest.mark.slow
+def test_the_service_context_from_the_environment_caps_the_onnx_backend():
+    from slmlab.convert import ort_genai_folder
+    from slmlab.serve.app import backend_factory_from_env
+
+    folder = ort_genai_folder("smollm2-135m-instruct", "int4")  # cached by `slmlab setup onnx`
+    factory = backend_factory_from_env({"SLMLAB_BACKEND": "onnx", "SLMLAB_MODEL": str(folder), "SLMLAB_CONTEXT": "64"})
+    with factory() as backend:
+        assert (backend.n_ctx, backend.trained_ctx) == (64, 8192)
+        with pytest.raises(SlmLabError, match="the context is 64") as err:
+            backend.chat("Tell me about the weather. " * 20)
+        assert "n_ctx=" in err.value.hint
+        assert backend.chat("Hi", max_tokens=4).completion_tokens >= 1

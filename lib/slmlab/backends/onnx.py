@@ -58,7 +58,11 @@ class OrtGenAIBackend(BackendBase):
 
     engine = "onnx"
 
-    def __init__(self, model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL, precision: str = "int8") -> None:
+    def __init__(self, model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL, precision: str = "int8",
+                 n_ctx: int | None = None) -> None:
+        if n_ctx is not None and (not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 16):
+            raise SlmLabError(f"n_ctx={n_ctx!r} is not a usable context size.",
+                              "Use a whole number of tokens, at least 16 (or None for the model's own).")
         og = _import("onnxruntime_genai", "onnxruntime-genai")
         start = perf_counter()
         self.folder = model_folder(model, precision)  # converts (once, cached) unless given an ORT GenAI folder
@@ -73,6 +77,7 @@ class OrtGenAIBackend(BackendBase):
         self.load_s = perf_counter() - start
         self.model_name = self.folder.name
         self.trained_ctx = int(_genai_config(self.folder).get("context_length") or 1 << 30)
+        self.n_ctx = min(n_ctx or self.trained_ctx, self.trained_ctx)  # the cap a service was sized for
         self._eos = {int(t) for t in self.tokenizer.eos_token_ids}
         tokenizer_config = self.folder / "tokenizer_config.json"  # where older folders keep the chat template
         self._has_template = (self.folder / "chat_template.jinja").is_file() or (
@@ -94,15 +99,15 @@ class OrtGenAIBackend(BackendBase):
                                   "Use generate('some text to continue') instead of chat().")
             payload = self.tokenizer.apply_chat_template(json.dumps(payload), add_generation_prompt=True)
         ids = self.tokenizer.encode(payload)
-        if len(ids) >= self.trained_ctx:
-            raise prompt_too_long(len(ids), self.trained_ctx, self.trained_ctx, "context_length")
+        if len(ids) >= self.n_ctx:
+            raise prompt_too_long(len(ids), self.n_ctx, self.trained_ctx, "n_ctx")
         return self._pieces(ids, opts)
 
     def _pieces(self, ids: Any, opts: GenerationOptions) -> Iterator[str]:
         og = _import("onnxruntime_genai", "onnxruntime-genai")
         params = og.GeneratorParams(self.model)
         # max_length counts the prompt too, and sizes the KV cache buffer: ask for no more than needed.
-        search: dict[str, Any] = {"max_length": min(len(ids) + opts.max_tokens, self.trained_ctx),
+        search: dict[str, Any] = {"max_length": min(len(ids) + opts.max_tokens, self.n_ctx),
                                   "do_sample": not opts.greedy, "repetition_penalty": 1.0}
         if not opts.greedy:  # top_k=0 means off in ORT GenAI too; the folder's defaults (top_k=50) are overridden
             search |= {"temperature": opts.temperature, "top_p": opts.top_p, "top_k": opts.top_k,

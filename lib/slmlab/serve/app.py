@@ -127,7 +127,7 @@ def backend_factory_from_env(env: Mapping[str, str] | None = None) -> Callable[[
             from slmlab.serve.security import read_keys_file
 
             options["api_key"] = read_keys_file(key_file)[0]
-    elif env.get(ENV["context"]) and engine.lower().replace("-", "").replace("_", "") in ("llamacpp", "llama"):
+    elif env.get(ENV["context"]) and engine.lower().replace("-", "").replace("_", "") in ("llamacpp", "llama", "onnx"):
         options["n_ctx"] = _env_int(env, ENV["context"])
     return _factory(engine, model, options)
 
