@@ -48,3 +48,9 @@ def test_setup_onnx_rejects_an_unknown_variant_before_building_anything():
 def test_setup_lists_both_steps():
     out = slmlab("setup", "--help")
     assert out.returncode == 0 and "vllm" in out.stdout and "onnx" in out.stdout
+
+
+def test_serve_app_refuses_a_public_address_without_keys():
+    out = slmlab("serve", "app", "--host", "0.0.0.0", "--port", "1")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "Refusing to listen on 0.0.0.0 without API keys" in out.stderr and "SLMLAB_API_KEYS_FILE" in out.stderr

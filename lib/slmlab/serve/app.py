@@ -365,14 +365,22 @@ def _text(exc: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------- command line
 
 
+KEYS_EPILOG = ("API keys come from $SLMLAB_API_KEYS or the file in $SLMLAB_API_KEYS_FILE, never from the command "
+               "line (other users can read command lines).")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m slmlab.serve.app", description=__doc__.split("\n\n")[0],
-                                     epilog="API keys come from $SLMLAB_API_KEYS or the file in "
-                                            "$SLMLAB_API_KEYS_FILE, never from the command line (other users "
-                                            "can read command lines).")
+                                     epilog=KEYS_EPILOG)
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The service's options (also `slmlab serve app`'s)."""
     parser.add_argument("--engine", default="llamacpp", help="slmlab backend: llamacpp, openai, onnx, hf")
     parser.add_argument("--model", default=None, help="model reference (default: the course's default model)")
-    parser.add_argument("--n-ctx", type=int, default=None, help="context size (llamacpp)")
+    parser.add_argument("--n-ctx", type=int, default=None, help="context size (llamacpp, onnx)")
     parser.add_argument("--upstream-url", default=None, help="for --engine openai: the server's URL")
     parser.add_argument("--host", default=HOST, help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000)
@@ -387,7 +395,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--allow-unauthenticated", action="store_true",
                         help="allow a non-loopback --host without API keys (not recommended)")
     parser.add_argument("--log-level", default="info")
-    return parser.parse_args(argv)
 
 
 def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> AppSettings:
@@ -409,9 +416,13 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None =
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve a model with uvicorn (127.0.0.1 unless --host says otherwise)."""
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve with the parsed options until stopped; 2 on a bad option (said in one line)."""
     import uvicorn
 
-    args = parse_args(argv)
     try:
         settings = settings_from_args(args)
         check_bind_host(args.host, bool(settings.api_keys), args.allow_unauthenticated)

@@ -1,4 +1,4 @@
-"""``slmlab serve …`` subcommands (registered by slmlab.cli): ``slmlab serve ollama``."""
+"""``slmlab serve …`` subcommands (registered by slmlab.cli): ``slmlab serve ollama``, ``slmlab serve app``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,13 @@ import argparse
 def cmd_serve_ollama(args: argparse.Namespace) -> int:
     """Run the Ollama-compatible server in the foreground (Ctrl-C stops it)."""
     from slmlab.serve.ollama.cli import run
+
+    return run(args)
+
+
+def cmd_serve_app(args: argparse.Namespace) -> int:
+    """Run the course's FastAPI service (OpenAI-compatible, metrics, chat page) in the foreground."""
+    from slmlab.serve.app import run
 
     return run(args)
 
@@ -23,3 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             "model management, /v1 OpenAI-compatible, /metrics) on 127.0.0.1.")
     add_arguments(ollama)
     ollama.set_defaults(func=cmd_serve_ollama)
+
+    from slmlab.serve.app import KEYS_EPILOG, add_arguments as add_app_arguments
+
+    app = servers.add_parser("app", help="the course's FastAPI service over any engine (127.0.0.1:8000)",
+                             description="Serve /v1/chat/completions (SSE streaming), /healthz, /readyz, /metrics "
+                                         "and a chat page at / over an slmlab engine, on 127.0.0.1.",
+                             epilog=KEYS_EPILOG)
+    add_app_arguments(app)
+    app.set_defaults(func=cmd_serve_app)
