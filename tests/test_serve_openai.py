@@ -313,6 +313,28 @@ def test_sigterm_to_the_owner_stops_its_servers_and_still_ends_it():
         owner.wait()
 
 
+@pytest.mark.fast
+def test_a_server_outlives_no_owner_killed_by_sigkill():
+    # SIGKILL runs no handler at all: the kernel's parent-death signal stops the server instead.
+    script = ("import sys; from slmlab.serve import ServerProcess; "
+              "s = ServerProcess([sys.executable, '-m', 'http.server', '{port}', '--bind', '127.0.0.1']).start(); "
+              "print(s.pid, s.port, flush=True); import time; time.sleep(60)")
+    import subprocess
+
+    owner = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid, port = map(int, owner.stdout.readline().split())
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 10
+        while group_members(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert group_members(pid) == [] and not port_in_use(port)
+    finally:
+        owner.kill()
+        owner.wait()
+
+
 @pytest.mark.slow
 def test_a_server_that_never_gets_ready_is_killed_with_its_children():
     # A parent that ignores SIGTERM and a child: both must go (SIGKILL after stop_timeout).
