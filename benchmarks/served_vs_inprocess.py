@@ -16,6 +16,7 @@ On a 2-core machine shared with other work the numbers move between runs; the ra
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import statistics
 import sys
@@ -101,25 +102,31 @@ def main(argv: list[str] | None = None) -> int:
     # `timeout` or a CI runner stops a benchmark with SIGTERM: exit through Python so the servers are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+    ratios: dict[str, float] = {}
+    print(f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} "
+          f"CPUs (other work on the machine moves every number below)")
     if args.part in ("1", "all"):
-        served_vs_inprocess(args.model, args.repeats, args.max_tokens)
-    if args.part == "1":
-        return 0
-    print(f"2. aggregate output throughput, concurrency 8 vs 1 ({args.max_tokens} new tokens max)")
-    with llamacpp_server(args.model, n_ctx=N_CTX) as server:
-        throughput_ratio("llama.cpp", server, args.requests, args.max_tokens)
-    from slmlab.vllm_env import vllm_available
+        ratios["latency served / in-process"] = served_vs_inprocess(args.model, args.repeats, args.max_tokens)
+    if args.part in ("2", "all"):
+        print(f"2. aggregate output throughput, concurrency 8 vs 1 ({args.max_tokens} new tokens max)")
+        with llamacpp_server(args.model, n_ctx=N_CTX) as server:
+            ratios["llama.cpp throughput c8 / c1"] = throughput_ratio("llama.cpp", server, args.requests,
+                                                                     args.max_tokens)
+        from slmlab.vllm_env import vllm_available
 
-    if args.no_vllm:
-        print("   vLLM skipped (--no-vllm)")
-    elif not vllm_available():
-        print("   vLLM skipped: its virtualenv is not set up (run: slmlab setup vllm)")
-    else:
-        from slmlab.serve.vllm_server import vllm_server
+        if args.no_vllm:
+            print("   vLLM skipped (--no-vllm)")
+        elif not vllm_available():
+            print("   vLLM skipped: its virtualenv is not set up (run: slmlab setup vllm)")
+        else:
+            from slmlab.serve.vllm_server import vllm_server
 
-        with vllm_server(args.model) as server:
-            print(f"   (vLLM ready in {server.startup_s:.0f} s)")
-            throughput_ratio("vLLM", server, args.requests, args.max_tokens)
+            with vllm_server(args.model) as server:
+                print(f"   (vLLM ready in {server.startup_s:.0f} s)")
+                ratios["vLLM throughput c8 / c1"] = throughput_ratio("vLLM", server, args.requests, args.max_tokens)
+    print("ratios:")
+    for name, value in ratios.items():
+        print(f"   {name:30} {value:6.2f}")
     return 0
 
 

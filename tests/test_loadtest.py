@@ -21,8 +21,9 @@ import pandas as pd
 import pytest
 
 from slmlab.errors import SlmLabError
-from slmlab.loadtest import (RequestRecord, _arrival_gaps, aload_test, endpoint, format_report, load_test,
-                             plot_summary, records_frame, summarize, summary_table)
+from slmlab.loadtest import (MetricsWatch, RequestRecord, _arrival_gaps, aload_test, endpoint, format_report,
+                             load_test, parse_metrics, plot_summary, records_frame, scrape_metrics, summarize,
+                             summary_table)
 from slmlab.loadtest_commands import main as cli_main
 from slmlab.loadtest_commands import register
 from slmlab.serve import free_port, llamacpp_server, port_in_use
@@ -214,6 +215,75 @@ def test_summary_table_and_plots():
     assert len(runs[("x", 1)].plot().axes) == 3
     with pytest.raises(SlmLabError, match="no column"):
         plot_summary(table, x="replicas")
+
+
+# vLLM 0.32's /metrics, abridged: a gauge per engine, a counter, a histogram (labels as vLLM sets them).
+VLLM_METRICS = """\
+# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="smol"} %s
+# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{engine="0",model_name="smol"} 0.25
+# HELP vllm:prompt_tokens_total Number of prefill tokens processed.
+# TYPE vllm:prompt_tokens_total counter
+vllm:prompt_tokens_total{engine="0",model_name="smol"} 120.0
+# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{engine="0",le="0.5",model_name="smol"} 3.0
+vllm:time_to_first_token_seconds_bucket{engine="0",le="+Inf",model_name="smol"} 4.0
+vllm:time_to_first_token_seconds_count{engine="0",model_name="smol"} 4.0
+vllm:time_to_first_token_seconds_sum{engine="0",model_name="smol"} 1.5
+"""
+
+
+def _metrics_transport(running: list[int], seen: list[httpx.Request]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        value = running.pop(0) if len(running) > 1 else running[0]
+        return httpx.Response(200, text=VLLM_METRICS % value)
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.fast
+def test_parse_metrics_sums_label_sets_and_keeps_histogram_parts():
+    values = parse_metrics(VLLM_METRICS % 3 + 'vllm:num_requests_running{engine="1",model_name="smol"} 2\n')
+    assert values["vllm:num_requests_running"] == 5  # two engines
+    assert values["vllm:prompt_tokens_total"] == 120 and values["vllm:time_to_first_token_seconds_count"] == 4
+    assert values["vllm:time_to_first_token_seconds_bucket"] == 7  # summed over le: read _count, not this
+    assert parse_metrics(VLLM_METRICS % 1, ["vllm:kv_cache_usage_perc"]) == {"vllm:kv_cache_usage_perc": 0.25}
+
+
+@pytest.mark.fast
+def test_scrape_names_the_current_metric_when_a_retired_one_is_asked_for():
+    seen: list[httpx.Request] = []
+    got = scrape_metrics("http://127.0.0.1:8000/v1", ["vllm:num_requests_running"], api_key="k",
+                         transport=_metrics_transport([4], seen))
+    assert got == {"vllm:num_requests_running": 4.0}
+    assert str(seen[0].url) == "http://127.0.0.1:8000/metrics" and seen[0].headers["authorization"] == "Bearer k"
+    with pytest.raises(SlmLabError, match="exports no vllm:gpu_cache_usage_perc") as err:
+        scrape_metrics("http://h:1", ["vllm:gpu_cache_usage_perc"], transport=_metrics_transport([0], []))
+    assert "vllm:kv_cache_usage_perc" in err.value.hint
+    refused = httpx.MockTransport(lambda request: httpx.Response(401))
+    with pytest.raises(SlmLabError, match="HTTP 401"):
+        scrape_metrics("http://h:1", transport=refused)
+
+
+@pytest.mark.fast
+def test_metrics_watch_samples_while_the_block_runs():
+    watch = MetricsWatch("http://h:1", ["vllm:num_requests_running", "vllm:kv_cache_usage_perc"], interval=0.01,
+                         transport=_metrics_transport([0, 2, 4, 8, 8, 3, 0], []))
+    with watch:
+        time.sleep(0.2)
+    df = watch.frame()
+    assert list(df.columns) == ["t_s", "vllm:num_requests_running", "vllm:kv_cache_usage_perc"]
+    assert len(df) >= 3 and df["t_s"].is_monotonic_increasing and df["t_s"].iloc[0] < 0.05
+    assert df["vllm:num_requests_running"].max() == 8 and df["vllm:num_requests_running"].iloc[-1] == 0
+    with pytest.raises(SlmLabError, match="exports no"):
+        with MetricsWatch("http://h:1", ["vllm:nope"], transport=_metrics_transport([0], [])):
+            pass  # the first scrape, on entering, fails at once
+    with pytest.raises(SlmLabError, match="interval"):
+        MetricsWatch("http://h:1", ["x"], interval=0)
 
 
 # ---------------------------------------------------------------- slow: real load on llama.cpp's server

@@ -7,6 +7,7 @@ The slow tests need vLLM's own virtualenv (`slmlab setup vllm`); without it they
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,9 +16,9 @@ import httpx
 import pytest
 
 from slmlab.errors import SlmLabError
-from slmlab.loadtest import load_test
+from slmlab.loadtest import load_test, scrape_metrics, watch_metrics
 from slmlab.serve import group_members, port_in_use
-from slmlab.serve.vllm_server import VllmServer, model_folder, vllm_command, vllm_server
+from slmlab.serve.vllm_server import VLLM_ENV, VllmServer, model_folder, vllm_command, vllm_server
 from slmlab.vllm_env import (REMOVE, SETUP_COMMAND, VENV_ENV, setup_commands, venv_dir, vllm_available,
                              vllm_python)
 
@@ -46,6 +47,13 @@ def test_command_line_serves_float32_eagerly_on_loopback():
         vllm_command("/m", "smol", python="py", max_model_len=0)
     with pytest.raises(SlmLabError, match="kv_cache_gb"):
         vllm_command("/m", "smol", python="py", kv_cache_gb=-1)
+
+
+@pytest.mark.fast
+def test_vllm_runs_offline_with_a_plain_text_log():
+    assert VLLM_ENV["HF_HUB_OFFLINE"] == "1" and VLLM_ENV["VLLM_NO_USAGE_STATS"] == "1"
+    assert VLLM_ENV["VLLM_LOGGING_COLOR"] == "0"  # Jupyter sets FORCE_COLOR; the log file must stay greppable
+    assert VLLM_ENV["PYTHONPATH"] is None  # the main venv's paths never reach vLLM's interpreter
 
 
 @pytest.mark.fast
@@ -126,8 +134,37 @@ def test_chat_and_stream_with_the_openai_client(server):
 
 @pytest.mark.slow
 @needs_vllm
+def test_structured_output_json_schema_and_choice(server):
+    import jsonschema
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+              "required": ["city", "country"], "additionalProperties": False}
+    answer = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "The capital of France, as JSON."}], max_tokens=64,
+        temperature=0, response_format={"type": "json_schema", "json_schema": {"name": "capital", "schema": schema}})
+    assert answer.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(answer.choices[0].message.content), schema)  # constrained: it always parses
+    labels = ["yes", "no"]
+    choice = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Is Paris in France?"}],
+                                            max_tokens=4, temperature=0,
+                                            extra_body={"structured_outputs": {"choice": labels}})
+    assert choice.choices[0].message.content in labels
+
+
+@pytest.mark.slow
+@needs_vllm
 def test_load_and_metrics(server):
-    result = load_test(server, api_key=KEY, concurrency=4, num_requests=4, max_tokens=12, show_progress=False)
+    watched = ["vllm:num_requests_running", "vllm:kv_cache_usage_perc"]
+    with watch_metrics(server, watched, interval=0.1) as watch:
+        result = load_test(server, api_key=KEY, concurrency=4, num_requests=4, max_tokens=12, show_progress=False)
+    seen = watch.frame()
+    assert seen["vllm:num_requests_running"].max() >= 2  # batched together: continuous batching at work
+    assert 0 < seen["vllm:kv_cache_usage_perc"].max() < 1
+    with pytest.raises(SlmLabError, match="vllm:kv_cache_usage_perc"):
+        scrape_metrics(server, ["vllm:gpu_cache_usage_perc"])  # the retired name, and the hint to the new one
+    assert "\x1b[" not in server.log_path.read_text()  # a plain-text log
     df = result.requests
     assert df["ok"].all(), df["error"].tolist()
     assert (df["tokens_from"] == "usage").all() and (df["prompt_tokens"] > 0).all()  # vLLM streams usage

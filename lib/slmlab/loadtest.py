@@ -654,3 +654,134 @@ def plot_summary(table: Any, x: str = "concurrency", group: str | None = "engine
             ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------- server metrics
+
+def parse_metrics(text: str, names: Sequence[str] | None = None) -> dict[str, float]:
+    """Prometheus text format → {sample name: value summed over its label sets} (e.g. vLLM's per-engine gauges).
+
+    Histograms give their `_sum`, `_count` and `_bucket` samples under those names. With `names`, only those.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values: dict[str, float] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if names is None or sample.name in names:
+                    values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
+    except ValueError as exc:
+        raise SlmLabError(f"The metrics are not in Prometheus' text format: {exc}",
+                          "Point at the server's /metrics endpoint (vLLM and slmlab's servers have one).") from None
+    return values
+
+
+def scrape_metrics(url: Any, names: Sequence[str] | None = None, api_key: str | None = None,
+                   timeout: float = 5.0, transport: Any = None) -> dict[str, float]:
+    """One scrape of a server's /metrics (`url`: its root URL or a ServerProcess) → parse_metrics' dict.
+
+    Every name asked for must be exported: a missing one raises a SlmLabError naming the closest exported names
+    (vLLM renames metrics between versions, e.g. vllm:gpu_cache_usage_perc became vllm:kv_cache_usage_perc).
+    """
+    import difflib
+
+    import httpx
+
+    root = endpoint(url).root
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        with httpx.Client(trust_env=False, timeout=timeout, transport=transport) as client:
+            answer = client.get(f"{root}/metrics", headers=headers)
+    except httpx.HTTPError as exc:
+        raise SlmLabError(f"Cannot reach {root}/metrics: {type(exc).__name__} {exc}".rstrip(),
+                          "Is the server running? Check the host and port.") from None
+    if answer.status_code != 200:
+        raise SlmLabError(f"{root}/metrics answered HTTP {answer.status_code}.",
+                          "Pass api_key= if the server protects /metrics; not every server exports metrics.")
+    values = parse_metrics(answer.text)
+    if names is None:
+        return values
+    missing = [name for name in names if name not in values]
+    if missing:
+        near = sorted({m for name in missing for m in difflib.get_close_matches(name, list(values), n=3, cutoff=0.6)})
+        raise SlmLabError(f"{root}/metrics exports no {', '.join(missing)}.",
+                          (f"Did you mean {', '.join(near)}? " if near else "")
+                          + "List what it exports with scrape_metrics(url).keys().")
+    return {name: values[name] for name in names}
+
+
+class MetricsWatch:
+    """Scrape a server's /metrics every `interval` s in a background thread while a `with` block runs.
+
+    The first scrape happens on entering (a wrong URL or metric name fails at once), the last on leaving.
+    `frame()` gives one row per scrape: `t_s` (seconds since entering) and one column per metric.
+    """
+
+    def __init__(self, url: Any, names: Sequence[str], interval: float = 0.25, api_key: str | None = None,
+                 transport: Any = None) -> None:
+        if not names:
+            raise SlmLabError("No metric names given to watch.", 'E.g. ["vllm:num_requests_running"].')
+        if not interval > 0:
+            raise SlmLabError(f"interval={interval!r} must be > 0 seconds.", "E.g. interval=0.25.")
+        self.url, self.names, self.interval = url, list(names), interval
+        self.api_key, self.transport = api_key, transport
+        self.samples: list[dict[str, float]] = []
+        self.errors: list[str] = []
+        self._begin = 0.0
+        self._stop: Any = None
+        self._thread: Any = None
+
+    def _scrape(self) -> None:
+        values = scrape_metrics(self.url, self.names, self.api_key, transport=self.transport)
+        self.samples.append({"t_s": time.perf_counter() - self._begin, **values})
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._scrape()
+            except SlmLabError as exc:  # a busy server may miss a scrape: note it, keep watching
+                self.errors.append(exc.problem)
+
+    def __enter__(self) -> MetricsWatch:
+        import threading
+
+        self._begin = time.perf_counter()
+        self.samples, self.errors = [], []
+        self._scrape()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="metrics-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        try:
+            self._scrape()
+        except SlmLabError as err:
+            self.errors.append(err.problem)
+
+    def frame(self) -> Any:
+        """One row per scrape: t_s and the watched metrics."""
+        import pandas as pd
+
+        return pd.DataFrame(self.samples, columns=["t_s", *self.names])
+
+    def plot(self, title: str = "server metrics during the run") -> Any:
+        """One panel per watched metric against time."""
+        import matplotlib.pyplot as plt
+
+        df = self.frame()
+        fig, axes = plt.subplots(1, len(self.names), figsize=(5 * len(self.names), 3.2), squeeze=False)
+        for ax, name in zip(axes[0], self.names, strict=True):
+            ax.step(df["t_s"], df[name], where="post")
+            ax.set(xlabel="seconds", title=name)
+        fig.suptitle(title)
+        fig.tight_layout()
+        return fig
+
+
+def watch_metrics(url: Any, names: Sequence[str], interval: float = 0.25, api_key: str | None = None) -> MetricsWatch:
+    """A MetricsWatch: `with watch_metrics(server, ["vllm:num_requests_running"]) as watch: load_test(…)`."""
+    return MetricsWatch(url, names, interval=interval, api_key=api_key)

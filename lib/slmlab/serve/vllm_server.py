@@ -30,6 +30,8 @@ DEFAULT_KV_CACHE_GB = 1.0
 # Offline, quiet and private: no hub look-ups, no usage statistics sent anywhere.
 VLLM_ENV: dict[str, str | None] = {
     "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
+    # The log is a file: plain text, even when started from Jupyter (which sets FORCE_COLOR).
+    "VLLM_LOGGING_COLOR": "0",
     # The main venv's settings must not leak into vLLM's interpreter.
     "PYTHONPATH": None, "VIRTUAL_ENV": None, "PYTHONHOME": None,
 }
