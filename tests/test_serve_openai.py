@@ -292,47 +292,44 @@ def test_server_process_lifecycle_with_a_real_http_server():
     assert "GET / HTTP" in server.log_tail()
 
 
+@pytest.fixture
+def owner():
+    """A Python process that started a server; yields (process, server pid, server port)."""
+    import subprocess
+
+    script = ("import sys; from slmlab.serve import ServerProcess; "
+              "s = ServerProcess([sys.executable, '-m', 'http.server', '{port}', '--bind', '127.0.0.1']).start(); "
+              "print(s.pid, s.port, flush=True); import time; time.sleep(60)")
+    process = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid, port = map(int, process.stdout.readline().split())
+        assert group_members(pid) and port_in_use(port)
+        yield process, pid, port
+    finally:
+        process.kill()
+        process.wait()
+
+
 @pytest.mark.fast
-def test_sigterm_to_the_owner_stops_its_servers_and_still_ends_it():
+def test_sigterm_to_the_owner_stops_its_servers_and_still_ends_it(owner):
     # A kernel stopped with SIGTERM runs no atexit hooks; the servers live in their own session, so without the
     # handler they would outlive it.
-    script = ("import sys; from slmlab.serve import ServerProcess; "
-              "s = ServerProcess([sys.executable, '-m', 'http.server', '{port}', '--bind', '127.0.0.1']).start(); "
-              "print(s.pid, s.port, flush=True); import time; time.sleep(60)")
-    import subprocess
-
-    owner = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        pid, port = map(int, owner.stdout.readline().split())
-        assert group_members(pid) and port_in_use(port)
-        owner.send_signal(signal.SIGTERM)
-        assert owner.wait(20) == -signal.SIGTERM  # it still dies of SIGTERM, as before
-        assert group_members(pid) == [] and not port_in_use(port)
-    finally:
-        owner.kill()
-        owner.wait()
+    process, pid, port = owner
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(20) == -signal.SIGTERM  # it still dies of SIGTERM, as before
+    assert group_members(pid) == [] and not port_in_use(port)
 
 
 @pytest.mark.fast
-def test_a_server_outlives_no_owner_killed_by_sigkill():
+def test_a_server_outlives_no_owner_killed_by_sigkill(owner):
     # SIGKILL runs no handler at all: the kernel's parent-death signal stops the server instead.
-    script = ("import sys; from slmlab.serve import ServerProcess; "
-              "s = ServerProcess([sys.executable, '-m', 'http.server', '{port}', '--bind', '127.0.0.1']).start(); "
-              "print(s.pid, s.port, flush=True); import time; time.sleep(60)")
-    import subprocess
-
-    owner = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        pid, port = map(int, owner.stdout.readline().split())
-        owner.kill()
-        owner.wait()
-        deadline = time.monotonic() + 10
-        while group_members(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert group_members(pid) == [] and not port_in_use(port)
-    finally:
-        owner.kill()
-        owner.wait()
+    process, pid, port = owner
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 10
+    while group_members(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert group_members(pid) == [] and not port_in_use(port)
 
 
 @pytest.mark.slow
