@@ -9,7 +9,7 @@
    whole run): llama-cpp-python's server (one sequence at a time) and vLLM (continuous batching), when vLLM's
    virtualenv is set up (`slmlab setup vllm`).
 
-Run: .venv/bin/python benchmarks/served_vs_inprocess.py [--repeats 3] [--max-tokens 48] [--no-vllm] [--part 1|2]
+Run: .venv/bin/python benchmarks/served_vs_inprocess.py [--repeats 5] [--max-tokens 48] [--no-vllm] [--part 1|2]
 On a 2-core machine shared with other work the numbers move between runs; the ratios are what to read.
 """
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run both comparisons and print their ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--requests", type=int, default=8, help="requests at concurrency 1 (16 at concurrency 8)")
     parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even if its virtualenv exists")
