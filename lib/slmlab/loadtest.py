@@ -663,17 +663,12 @@ def parse_metrics(text: str, names: Sequence[str] | None = None) -> dict[str, fl
 
     Histograms give their `_sum`, `_count` and `_bucket` samples under those names. With `names`, only those.
     """
-    from prometheus_client.parser import text_string_to_metric_families
+    from slmlab.serve.scrape import parse
 
     values: dict[str, float] = {}
-    try:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if names is None or sample.name in names:
-                    values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
-    except ValueError as exc:
-        raise SlmLabError(f"The metrics are not in Prometheus' text format: {exc}",
-                          "Point at the server's /metrics endpoint (vLLM and slmlab's servers have one).") from None
+    for sample in parse(text):
+        if names is None or sample.name in names:
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
     return values
 
 
