@@ -112,6 +112,24 @@ def test_every_dashboard_and_signal_query_parses():
 
 
 @pytest.mark.fast
+def test_query_rows_are_ordered_by_job_not_by_port():
+    import httpx
+
+    from slmlab.monitoring.promql import PromQL
+
+    def answer(request):
+        series = [("127.0.0.1:40001", "ollama"), ("127.0.0.1:50002", "gateway"), ("127.0.0.1:30003", "victim")]
+        result = [{"metric": {"__name__": "up", "instance": i, "job": j}, "value": [1.0, "1"]} for i, j in series]
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": result}})
+
+    client = PromQL("http://prom.test")
+    client._client = httpx.Client(base_url=client.url, transport=httpx.MockTransport(answer))
+    frame = client.query("up")
+    assert list(frame.columns) == ["__name__", "job", "instance", "value", "time"]
+    assert list(frame["job"]) == ["gateway", "ollama", "victim"]  # the instance's random port does not decide
+
+
+@pytest.mark.fast
 def test_histogram_quantile_interpolates_like_prometheus():
     buckets = {0.5: 0, 1: 2, 5: 8, 10: 10, math.inf: 10}
     assert queries.histogram_quantile(0.95, buckets) == pytest.approx(8.75)  # 5 + 5 * (9.5 - 8) / 2

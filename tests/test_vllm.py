@@ -157,10 +157,12 @@ def test_structured_output_json_schema_and_choice(server):
 @needs_vllm
 def test_load_and_metrics(server):
     watched = ["vllm:num_requests_running", "vllm:kv_cache_usage_perc"]
+    # 8 requests of exactly 48 tokens each (ignore_eos): seconds of decoding at 4 in flight, many 0.1 s scrapes
     with watch_metrics(server, watched, interval=0.1) as watch:
-        result = load_test(server, api_key=KEY, concurrency=4, num_requests=4, max_tokens=12, show_progress=False)
+        result = load_test(server, api_key=KEY, concurrency=4, num_requests=8, max_tokens=48,
+                           extra_body={"ignore_eos": True}, show_progress=False)
     seen = watch.frame()
-    assert seen["vllm:num_requests_running"].max() >= 2  # batched together: continuous batching at work
+    assert seen["vllm:num_requests_running"].max() >= 2, seen  # batched together: continuous batching at work
     assert 0 < seen["vllm:kv_cache_usage_perc"].max() < 1
     with pytest.raises(SlmLabError, match="vllm:kv_cache_usage_perc"):
         scrape_metrics(server, ["vllm:gpu_cache_usage_perc"])  # the retired name, and the hint to the new one
@@ -168,6 +170,7 @@ def test_load_and_metrics(server):
     df = result.requests
     assert df["ok"].all(), df["error"].tolist()
     assert (df["tokens_from"] == "usage").all() and (df["prompt_tokens"] > 0).all()  # vLLM streams usage
+    assert (df["output_tokens"] == 48).all(), df["output_tokens"].tolist()  # extra_body reached the sampler
     assert result.summary()["max_concurrent_requests"] >= 2
     metrics = httpx.get(f"{server.url}/metrics", trust_env=False).text
     assert "vllm:kv_cache_usage_perc{" in metrics

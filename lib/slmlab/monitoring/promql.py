@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -104,7 +104,7 @@ class PromQL:
         frame = pd.DataFrame(rows)
         if frame.empty:
             return pd.DataFrame(columns=["value", "time"])
-        labels = sorted(c for c in frame.columns if c not in ("value", "time"))
+        labels = _label_order(c for c in frame.columns if c not in ("value", "time"))
         return frame[labels + ["value", "time"]].sort_values(labels).reset_index(drop=True) if labels else frame
 
     def value(self, expr: str, at: float | datetime | None = None) -> float:
@@ -173,6 +173,13 @@ class PromQL:
     def metric_names(self) -> list[str]:
         """Every metric name Prometheus has stored."""
         return list(self.api("label/__name__/values"))
+
+
+def _label_order(labels: Iterable[str]) -> list[str]:
+    """Label columns in a stable, readable order: __name__ and job first (instance ports change run to run)."""
+    first = ("__name__", "job")
+    names = set(labels)
+    return [n for n in first if n in names] + sorted(names - set(first))
 
 
 def _check_expr(expr: Any) -> str:
