@@ -134,3 +134,30 @@ def test_rows_and_tables_join_into_one_table_indexed_by_engine():
         compare.table([rows[0], rows[0]])
     with pytest.raises(SlmLabError, match="not rows"):
         compare.table([{"decode_tok_s": 1.0}])
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("argv, message", [
+    (["--engines", "llamacpp,tensorrt"], "tensorrt"),
+    (["--prompts", "[\"unclosed"], "is not JSON"),
+    (["--prompts", "[]"], "no usable prompt"),
+])
+def test_the_command_refuses_bad_options_with_a_clear_message(argv, message, capsys):
+    from slmlab.cli import main
+
+    assert main(["compare", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_command_prints_the_table_and_writes_csv_and_plot(tmp_path, capsys):
+    from slmlab.cli import main
+
+    csv, png = tmp_path / "engines.csv", tmp_path / "engines.png"
+    assert main(["compare", "--engines", "llamacpp", "--max-tokens", "4", "--repeats", "1", "--warmup", "0",
+                 "--csv", str(csv), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "decode_tok_s" in out and "has its in-process baseline" in out  # one engine: no ratio, and it says so
+    written = pd.read_csv(csv)
+    assert list(written["engine"]) == ["llamacpp"] and written.loc[0, "completion_tokens"] == 4
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

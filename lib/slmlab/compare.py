@@ -431,39 +431,80 @@ def plot_comparison(df: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -
 # ----------------------------------------------------------------------------- the worker process
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m slmlab.compare``: measure the engines, print the table, the served/in-process ratios and the
-    decisions; with ``--worker ENGINE`` (what measure_engine runs) measure one engine here and print its row."""
-    parser = argparse.ArgumentParser(prog="python -m slmlab.compare", description=main.__doc__.split(";")[0])
-    parser.add_argument("--worker", choices=list(ENGINES), help="measure this one engine here (JSON out)")
-    parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated (default: all)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `slmlab compare` (and of `python -m slmlab.compare`)."""
+    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, of {', '.join(ENGINES)} "
+                                                                     "(default: all)")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--prompts", default=json.dumps(DEFAULT_PROMPTS), help="a JSON list of strings")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--started", type=float, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    prompts = json.loads(args.prompts)
-    if args.worker:
-        row = measure_here(args.worker, args.model, prompts=prompts, max_tokens=args.max_tokens,
-                           repeats=args.repeats, warmup=args.warmup, started=args.started)
-        print(json.dumps(row), flush=True)
-        return 0
+    parser.add_argument("--csv", help="also write the table to this CSV file")
+    parser.add_argument("--plot", help="also save the bar charts to this PNG file")
+
+
+def _prompts(text: str) -> list[str]:
+    try:
+        prompts = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SlmLabError(f"--prompts {text!r} is not JSON: {exc.msg} (at character {exc.pos}).",
+                          'Pass a JSON list of strings, e.g. --prompts \'["Why is the sky blue?"]\'.') from None
+    return prompts
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Measure the engines, print the table, the served/in-process ratios and the decisions."""
     import pandas as pd
 
-    df = compare_engines([e for e in args.engines.split(",") if e.strip()], args.model, prompts=prompts,
-                         max_tokens=args.max_tokens, repeats=args.repeats, warmup=args.warmup)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    df = compare_engines(engines, args.model, prompts=_prompts(args.prompts), max_tokens=args.max_tokens,
+                         repeats=args.repeats, warmup=args.warmup)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         print(df[["mode", "disk_mb", "ready_s", "cold_start_s", "ttft_s", "decode_tok_s", "latency_s",
                   "peak_rss_mb", "rss_of", "openai_api"]].to_string())
         try:
+            ratios = overhead_ratios(df)
             print("\nserved / in-process (decode: in-process / served):")
-            print(overhead_ratios(df).to_string(index=False))
+            print(ratios.to_string(index=False))
         except SlmLabError as exc:
-            print(exc.problem)
+            print(f"\n{exc.problem}")
         print()
         print(decision_table(df).to_string(index=False))
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        plot_comparison(df).savefig(args.plot, dpi=100)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `compare` to slmlab's subcommands."""
+    parser = sub.add_parser("compare", help="measure local engines side by side (each in its own process)",
+                            description="Cold start, TTFT, decode tok/s, peak RSS and disk of each engine on the "
+                                        "same model and prompts, the served/in-process ratios and a decision table.")
+    add_arguments(parser)
+    parser.set_defaults(func=cmd_compare)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m slmlab.compare``: what `slmlab compare` does; with ``--worker ENGINE`` (what measure_engine
+    runs) measure one engine here and print its row as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m slmlab.compare", description="Measure local engines side by side.")
+    add_arguments(parser)
+    parser.add_argument("--worker", choices=list(ENGINES), help="measure this one engine here (JSON out)")
+    parser.add_argument("--started", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not args.worker:
+        return cmd_compare(args)
+    row = measure_here(args.worker, args.model, prompts=_prompts(args.prompts), max_tokens=args.max_tokens,
+                       repeats=args.repeats, warmup=args.warmup, started=args.started)
+    print(json.dumps(row), flush=True)
     return 0
 
 
