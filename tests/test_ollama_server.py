@@ -327,6 +327,20 @@ def test_error_line_mid_stream(tmp_path):
 
 
 @pytest.mark.slow
+def test_installed_models_have_their_series_at_zero_before_any_request(tmp_path):
+    from starlette.testclient import TestClient
+
+    from slmlab.serve.ollama.app import create_app
+    from slmlab.serve.ollama.registry import Registry
+
+    with TestClient(create_app(Registry(tmp_path), preload=[CHAT])) as http:
+        lines = set(http.get("/metrics").text.splitlines())
+    for name in ("slmlab_ollama_eval_tokens_total", "slmlab_ollama_prompt_tokens_total",
+                 "slmlab_ollama_eval_duration_seconds_count", "slmlab_ollama_prompt_eval_duration_seconds_count"):
+        assert f'{name}{{model="{CHAT}"}} 0.0' in lines, name  # rate() sees the first generation as an increase
+
+
+@pytest.mark.slow
 def test_pull_status_sequence(http):
     statuses = ndjson(http.post("/api/pull", json={"model": "all-minilm"}))
     assert statuses[0] == {"status": "pulling manifest"}

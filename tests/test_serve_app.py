@@ -238,6 +238,23 @@ def test_metrics_count_requests_tokens_and_ttft(client):
 
 
 @pytest.mark.slow
+def test_foreseeable_series_exist_at_zero_before_the_first_request():
+    from slmlab.serve.metrics import OUTCOMES, REJECTION_REASONS
+
+    factory = lambda: open_backend("llamacpp", n_ctx=256)  # noqa: E731
+    with TestClient(create_app(factory, AppSettings(served_model_name="smol"))) as fresh:
+        _wait_ready(fresh)
+        lines = set(fresh.get("/metrics").text.splitlines())
+    for reason in REJECTION_REASONS:
+        assert f'slmlab_http_rejected_total{{reason="{reason}"}} 0.0' in lines
+    for outcome in OUTCOMES:
+        assert f'slmlab_generations_total{{model="smol",outcome="{outcome}"}} 0.0' in lines
+    for name in ("slmlab_completion_tokens_total", "slmlab_prompt_tokens_total",
+                 "slmlab_time_to_first_token_seconds_count", "slmlab_queue_wait_seconds_count"):
+        assert f'{name}{{model="smol"}} 0.0' in lines, name
+
+
+@pytest.mark.slow
 def test_a_crashed_model_gives_503_and_readyz_goes_red():
     with TestClient(create_app(lambda: open_backend("llamacpp", n_ctx=256), AppSettings())) as crashed:
         _wait_ready(crashed)

@@ -170,6 +170,8 @@ def create_app(backend: Backend | Callable[[], Backend] | None = None, settings:
         async def load() -> None:
             await slot.load()
             metrics.ready.set(1 if slot.state == "ready" else 0)
+            if slot.state == "ready":
+                metrics.declare_model(served_name())
 
         loading = asyncio.create_task(load())  # not awaited: /healthz answers while the model loads
         try:
@@ -211,6 +213,7 @@ def create_app(backend: Backend | Callable[[], Backend] | None = None, settings:
         ready, why = await slot.probe()
         metrics.ready.set(1 if ready else 0)
         if ready:
+            metrics.declare_model(served_name())  # a model loaded on a retry gets its series too
             return JSONResponse({"status": "ready", "model": served_name(), "detail": why})
         return JSONResponse({"status": "not ready", "model": served_name(), "detail": why}, status_code=503)
 

@@ -8,6 +8,10 @@ Model side: ``slmlab_time_to_first_token_seconds{model}`` (from the request's ar
 ``slmlab_generations_total{model,outcome}`` (outcome: stop, length, cancelled, error), ``slmlab_model_ready``.
 Routes are labelled by their template (``/v1/chat/completions``), unknown paths as ``other``: a scanner trying
 10,000 URLs cannot blow up the number of series.
+
+Label values known in advance (every rejection reason; the served model and each outcome, once the model is loaded)
+are created at 0, as Prometheus' instrumentation guide advises: a series that first appears at 1 gives `rate()` and
+`increase()` nothing to compare with, so the first request after a restart would be invisible to alerts.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 PREFIX = "slmlab"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
+
+
+REJECTION_REASONS = ("unauthorized", "rate_limited", "too_large", "bad_request", "over_context", "busy",
+                     "unavailable", "upstream_error")
+OUTCOMES = ("stop", "length", "cancelled", "error")
 
 
 class ServiceMetrics:
@@ -38,8 +47,9 @@ class ServiceMetrics:
         self.in_flight = Gauge(f"{PREFIX}_http_requests_in_flight", "HTTP requests being answered now",
                                registry=reg)
         self.rejected = Counter(f"{PREFIX}_http_rejected", "Requests refused before reaching the model, by reason "
-                                "(unauthorized, rate_limited, too_large, bad_request, over_context, busy, "
-                                "unavailable, upstream_error)", ["reason"], registry=reg)
+                                f"({', '.join(REJECTION_REASONS)})", ["reason"], registry=reg)
+        for reason in REJECTION_REASONS:
+            self.rejected.labels(reason)  # at 0 from the start
         self.ttft = Histogram(f"{PREFIX}_time_to_first_token_seconds", "From the request's arrival to the first "
                               "generated text (queueing included)", ["model"], buckets=TTFT_BUCKETS, registry=reg)
         self.queue_wait = Histogram(f"{PREFIX}_queue_wait_seconds", "Time a request waited for the model "
@@ -52,6 +62,13 @@ class ServiceMetrics:
         self.waiting = Gauge(f"{PREFIX}_generations_waiting", "Requests waiting for the model", registry=reg)
         self.ready = Gauge(f"{PREFIX}_model_ready", "1 when the model is loaded and answers (as of the latest "
                            "/readyz), else 0", registry=reg)
+
+    def declare_model(self, model: str) -> None:
+        """Create `model`'s series at 0 (tokens, TTFT, queue wait, each outcome), so its first request counts."""
+        for metric in (self.ttft, self.queue_wait, self.prompt_tokens, self.completion_tokens):
+            metric.labels(model)
+        for outcome in OUTCOMES:
+            self.generations.labels(model, outcome)
 
     def observe_generation(self, model: str, outcome: str, prompt_tokens: int, completion_tokens: int) -> None:
         """Record one generation's end."""

@@ -315,6 +315,8 @@ def create_app(registry: Registry | None = None, runner: Runner | None = None, p
         if installed:
             log.info("installed %s", ", ".join(installed))
         await asyncio.to_thread(registry.warm_up)  # read GGUF headers now, so /api/tags answers at once
+        for name in registry.names():  # their series exist at 0 before the first request
+            state.metrics.declare_model(name)
         task = asyncio.create_task(runner.expiry_loop())
         try:
             yield

@@ -44,6 +44,12 @@ class Metrics:
         if loaded_models is not None:
             self.loaded.set_function(lambda: float(loaded_models()))
 
+    def declare_model(self, model: str) -> None:
+        """Create `model`'s counters and histograms at 0, so `rate()` sees its first generation as an increase."""
+        for metric in (self.total_seconds, self.load_seconds, self.prompt_eval_seconds, self.eval_seconds,
+                       self.prompt_tokens, self.eval_tokens):
+            metric.labels(model)
+
     def observe_generation(self, model: str, stats: Mapping[str, Any]) -> None:
         """Record a final chunk's timing fields (nanoseconds)."""
         ns = 1e-9
