@@ -38,7 +38,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -665,8 +665,12 @@ def parse_metrics(text: str, names: Sequence[str] | None = None) -> dict[str, fl
     """
     from slmlab.serve.scrape import parse
 
+    return _summed_by_name(parse(text), names)
+
+
+def _summed_by_name(samples: Iterable[Any], names: Sequence[str] | None = None) -> dict[str, float]:
     values: dict[str, float] = {}
-    for sample in parse(text):
+    for sample in samples:
         if names is None or sample.name in names:
             values[sample.name] = values.get(sample.name, 0.0) + sample.value
     return values
@@ -681,20 +685,11 @@ def scrape_metrics(url: Any, names: Sequence[str] | None = None, api_key: str | 
     """
     import difflib
 
-    import httpx
+    from slmlab.serve.scrape import fetch
 
     root = endpoint(url).root
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        with httpx.Client(trust_env=False, timeout=timeout, transport=transport) as client:
-            answer = client.get(f"{root}/metrics", headers=headers)
-    except httpx.HTTPError as exc:
-        raise SlmLabError(f"Cannot reach {root}/metrics: {type(exc).__name__} {exc}".rstrip(),
-                          "Is the server running? Check the host and port.") from None
-    if answer.status_code != 200:
-        raise SlmLabError(f"{root}/metrics answered HTTP {answer.status_code}.",
-                          "Pass api_key= if the server protects /metrics; not every server exports metrics.")
-    values = parse_metrics(answer.text)
+    values = _summed_by_name(fetch(root, timeout=timeout, headers=headers, transport=transport))
     if names is None:
         return values
     missing = [name for name in names if name not in values]

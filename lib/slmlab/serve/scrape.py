@@ -86,19 +86,21 @@ def parse(text: str) -> Samples:
                           "Pass the body of a /metrics answer (text/plain; version=0.0.4).") from None
 
 
-def fetch(url: Any, path: str = "/metrics", timeout: float = 10, headers: Mapping[str, str] | None = None) -> Samples:
-    """Scrape a server (its root URL, or a ServerProcess) now."""
+def fetch(url: Any, path: str = "/metrics", timeout: float = 10, headers: Mapping[str, str] | None = None,
+          transport: Any = None) -> Samples:
+    """Scrape a server (its root URL, or a ServerProcess) now; `transport` is httpx's (tests pass a mock)."""
     import httpx
 
     root = str(getattr(url, "url", url)).rstrip("/")
     try:
-        answer = httpx.get(f"{root}{path}", timeout=timeout, headers=dict(headers or {}), trust_env=False)
+        with httpx.Client(trust_env=False, timeout=timeout, transport=transport) as client:
+            answer = client.get(f"{root}{path}", headers=dict(headers or {}))
     except httpx.HTTPError as exc:
-        raise SlmLabError(f"Cannot scrape {root}{path}: {type(exc).__name__}: {exc}",
+        raise SlmLabError(f"Cannot scrape {root}{path}: {type(exc).__name__}: {exc}".rstrip(),
                           "Is the server running? Check its URL and port.") from None
     if answer.status_code != 200:
         raise SlmLabError(f"{root}{path} answered HTTP {answer.status_code}.",
-                          "A 401 means /metrics needs an API key here: pass headers={'Authorization': ...}.")
+                          "A 401 means /metrics needs an API key here; not every server exports metrics.")
     return parse(answer.text)
 
 
