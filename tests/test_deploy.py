@@ -121,6 +121,9 @@ BAD_SPECS = {
     "Apple GPU in a container": (dict(hardware="mac-m2-16gb", gpus=1), "gpus", "Metal"),
     "privileged port": (dict(port=80), "port", "non-root"),
     "latest tag": (dict(image_tag="latest"), "image_tag", "not a pinned image tag"),
+    "scale on requests without metrics": (dict(engine="ollama", scale_on="requests"), "scale_on", "exports no metrics"),
+    "unknown scaling signal": (dict(scale_on="queue"), "scale_on", "unknown 'queue'"),
+    "zero requests per pod": (dict(scale_on="requests", target_requests=0), "target_requests", "must be a number > 0"),
 }
 
 
@@ -294,3 +297,65 @@ def test_cli_render_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert args.func(args) == 0
     with pytest.raises(SlmLabError, match="not a folder"):
         check_dir(tmp_path / "nowhere")
+
+
+SCALE_ON_REQUESTS = {
+    "llamacpp-server-cpu": ("llamacpp:requests_processing", "llamacpp:requests_deferred"),
+    "vllm-cpu": ("vllm:num_requests_running", "vllm:num_requests_waiting"),
+    "ort-service-cpu": ("slmlab_generations_running", "slmlab_generations_waiting"),
+}
+
+
+@pytest.mark.parametrize("case", list(SCALE_ON_REQUESTS))
+def test_scaling_on_requests_renders_a_pods_metric_hpa_and_its_adapter_rule(case: str, tmp_path: Path) -> None:
+    from slmlab.deploy.spec import LOAD_METRIC
+
+    render_to(DeploymentSpec(name="chat", scale_on="requests", target_requests=1.5, **CASES[case]), tmp_path)
+    report = check_dir(tmp_path)
+    assert report.ok, report.summary()
+    hpa = next(m.data for m in k8s.load_dir(tmp_path) if m.kind == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": LOAD_METRIC},
+                                                                "target": {"type": "AverageValue",
+                                                                           "averageValue": "1500m"}}}]
+    values = yaml.safe_load((tmp_path / "helm" / "prometheus-adapter-values.yaml").read_text())
+    rule = values["rules"]["custom"][0]
+    assert rule["name"]["as"] == LOAD_METRIC and values["rules"]["default"] is False
+    assert all(f"{gauge}{{<<.LabelMatchers>>}}" in rule["metricsQuery"] for gauge in SCALE_ON_REQUESTS[case])
+    assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
+    # the adapter needs namespace and pod labels: Prometheus scrapes each engine pod and labels it so
+    prom = yaml.safe_load((tmp_path / "prometheus" / "prometheus-kubernetes.yml").read_text())
+    engine_job = next(job for job in prom["scrape_configs"] if job["job_name"] != "gateway")
+    assert {r.get("target_label") for r in engine_job["relabel_configs"]} >= {"namespace", "pod"}
+    assert LOAD_METRIC in (tmp_path / "NOTES.md").read_text()
+
+
+def test_scaling_on_cpu_renders_no_adapter_and_parallel_is_the_default_target() -> None:
+    files = render_all(DeploymentSpec(name="chat", **CASES["vllm-cpu"]))
+    assert not any(path.startswith("helm/") for path in files)
+    assert "averageUtilization: 70" in files["k8s/05-hpa.yaml"]
+    assert DeploymentSpec(scale_on="requests", parallel=3).plan().target_requests == 3.0
+
+
+@pytest.mark.skipif(prometheus.promtool_path() is None, reason="promtool not installed (apt-get install prometheus)")
+def test_adapter_check_catches_a_broken_query_and_a_missing_rule() -> None:
+    from slmlab.deploy.adapter import VALUES_PATH, check_adapter_values
+
+    text = render_all(DeploymentSpec(name="chat", scale_on="requests"))[VALUES_PATH]
+    assert check_adapter_values(text) == []
+    broken = text.replace("sum by (<<.GroupBy>>) (llamacpp:requests_deferred", "sum by (<<.GroupBy>> (llamacpp:requests_deferred")
+    assert broken != text
+    problems = check_adapter_values(broken)
+    assert len(problems) == 1 and VALUES_PATH in problems[0] and "parse error" in problems[0]
+    assert "rules.custom lists no rule" in check_adapter_values("rules: {default: false}")[0]
+
+
+@pytest.mark.skipif(prometheus.promtool_path() is None, reason="promtool not installed (apt-get install prometheus)")
+def test_kubernetes_prometheus_config_is_checked_even_where_promtool_lacks_kubernetes_discovery(tmp_path: Path) -> None:
+    files = render_all(DeploymentSpec(name="chat", **CASES["vllm-cpu"]))
+    path = "prometheus/prometheus-kubernetes.yml"
+    files[path] = files[path].replace("action: keep", "action: keepit")  # an error outside kubernetes_sd_configs
+    from slmlab.deploy import write_bundle
+
+    write_bundle(files, tmp_path)
+    report = check_dir(tmp_path)
+    assert len(report.prometheus) == 1 and path in report.prometheus[0] and "keepit" in report.prometheus[0]

@@ -249,6 +249,7 @@ def test_foreseeable_series_exist_at_zero_before_the_first_request():
         assert f'slmlab_http_rejected_total{{reason="{reason}"}} 0.0' in lines
     for outcome in OUTCOMES:
         assert f'slmlab_generations_total{{model="smol",outcome="{outcome}"}} 0.0' in lines
+    assert "slmlab_generations_running 0.0" in lines and "slmlab_generations_waiting 0.0" in lines
     for name in ("slmlab_completion_tokens_total", "slmlab_prompt_tokens_total",
                  "slmlab_time_to_first_token_seconds_count", "slmlab_queue_wait_seconds_count"):
         assert f'{name}{{model="smol"}} 0.0' in lines, name
@@ -353,12 +354,22 @@ def test_requests_queue_for_the_one_model_while_probes_answer(server):
         threads = [threading.Thread(target=ask, args=(name,)) for name in ("a", "b")]
         for thread in threads:
             thread.start()
+        load = []  # (running, waiting) at each scrape, until both answers are in
+
+        def scrape() -> str:
+            text = http.get("/metrics").text
+            load.append((_metric(text, "slmlab_generations_running"), _metric(text, "slmlab_generations_waiting")))
+            return text
+
         deadline = time.monotonic() + 30
-        while _metric(http.get("/metrics").text, "slmlab_http_requests_in_flight") < 3:  # both, and this scrape
+        while _metric(scrape(), "slmlab_http_requests_in_flight") < 3:  # both, and this scrape
             assert time.monotonic() < deadline
             time.sleep(0.05)
         probes = [http.get("/healthz").status_code, http.get("/readyz").status_code]  # while the model works
         probed = time.monotonic()
+        while any(thread.is_alive() for thread in threads):
+            scrape()
+            time.sleep(0.02)
         for thread in threads:
             thread.join(180)
         metrics = http.get("/metrics").text
@@ -368,6 +379,7 @@ def test_requests_queue_for_the_one_model_while_probes_answer(server):
     assert probed < max(results["a"][2], results["b"][2])  # the probes did not wait for the generations
     waited = _metric(metrics, "slmlab_queue_wait_seconds_sum", model="smollm2-135m-instruct") - waits_before
     assert waited > 0.05  # the second request waited for the first
+    assert max(running for running, _ in load) == 1 and (1, 1) in load, load  # one generates while one waits
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slmlab.deploy import compose, docker, k8s, policy, prometheus
+from slmlab.deploy import adapter, compose, docker, k8s, policy, prometheus
 from slmlab.errors import SlmLabError
 
 
@@ -20,25 +20,31 @@ class CheckReport:
     kubernetes: list[k8s.SchemaViolation] = field(default_factory=list)
     policy: list[policy.Violation] = field(default_factory=list)
     prometheus: list[str] = field(default_factory=list)
+    adapter: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a checker could not check, and why
     checked: dict[str, int] = field(default_factory=dict)  # checker -> files/objects checked
 
     @property
     def ok(self) -> bool:
         """True when no checker found anything."""
-        return not (self.lint or self.compose or self.kubernetes or self.policy or self.prometheus)
+        return not (self.lint or self.compose or self.kubernetes or self.policy or self.prometheus or self.adapter)
 
     def summary(self) -> str:
         """One line per checker, then every finding."""
         lines = []
         for name, found, unit in (("hadolint", self.lint, "Dockerfile(s)"), ("compose schema", self.compose, "file(s)"),
                                   ("kubernetes schemas", self.kubernetes, "object(s)"),
-                                  ("policy", self.policy, "object(s)"), ("promtool", self.prometheus, "file(s)")):
+                                  ("policy", self.policy, "object(s)"), ("promtool", self.prometheus, "file(s)"),
+                                  ("prometheus-adapter", self.adapter, "file(s)")):
             if name == "promtool" and name not in self.checked:
                 lines.append("- promtool: not installed, Prometheus config not checked (apt-get install prometheus)")
                 continue
+            if name == "prometheus-adapter" and not self.checked.get(name):
+                continue  # nothing rendered for it (the HPA scales on cpu)
             mark = "✓" if not found else "✗"
             lines.append(f"{mark} {name}: {self.checked.get(name, 0)} {unit}, {len(found)} problem(s)")
             lines += [f"    {item}" for item in found]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -62,8 +68,14 @@ def check_dir(folder: str | Path) -> CheckReport:
     prometheus_files = sorted((root / "prometheus").glob("*.yml")) if (root / "prometheus").is_dir() else []
     if prometheus_files and prometheus.promtool_path():
         for path in prometheus_files:
-            report.prometheus += prometheus.promtool_check(path, root)
+            report.prometheus += prometheus.promtool_check(path, root, notes=report.notes)
         report.checked["promtool"] = len(prometheus_files)
+    adapter_files = sorted((root / "helm").glob("prometheus-adapter*.y*ml")) if (root / "helm").is_dir() else []
+    if adapter_files and prometheus.promtool_path():
+        for path in adapter_files:
+            report.adapter += adapter.check_adapter_values(path.read_text(encoding="utf-8"),
+                                                           str(path.relative_to(root)))
+        report.checked["prometheus-adapter"] = len(adapter_files)
     if not (dockerfiles or compose_files or manifests):
         raise SlmLabError(f"{root} holds no Dockerfile, compose file or Kubernetes manifest.",
                           "Render first: slmlab deploy render SPEC.yaml --out DIR")

@@ -59,6 +59,7 @@ class Engine:
     startup_seconds: int  # how long a cold start (load weights, warm up) may take before it counts as failed
     uid: int = 10001  # the non-root user the container runs as
     api_key_from_file: bool = False  # True: api_key_env names a file path (a mounted secret), not the key
+    load_gauges: tuple[str, ...] = ()  # gauges that sum to the requests in the engine (running + waiting)
 
     def image(self, gpu: bool) -> str:
         """The pinned base image for a CPU or GPU deployment."""
@@ -77,19 +78,22 @@ ENGINES: dict[str, Engine] = {
                ("BF16", "F16", "F32"), {"BF16": "BF16", "F16": "F16", "F32": "F32"},
                # measured in this course: vLLM CPU serving SmolLM2 used ~3.8 GB RSS in total (torch, the
                # engine core process, compile caches) — far more than the weights.
-               runtime_gb=3.0, startup_seconds=600),
+               runtime_gb=3.0, startup_seconds=600,
+               load_gauges=("vllm:num_requests_running", "vllm:num_requests_waiting")),
         Engine("ollama", "Ollama", f"ollama/ollama:{OLLAMA_TAG}", f"ollama/ollama:{OLLAMA_TAG}", 11434, "/",
                "/api/tags", None, None, "gguf", GGUF_QUANTS, {q: q for q in GGUF_QUANTS},
                runtime_gb=0.3, startup_seconds=300),
         Engine("llamacpp-server", "llama.cpp server", f"ghcr.io/ggml-org/llama.cpp:server-{LLAMACPP_BUILD}",
                f"ghcr.io/ggml-org/llama.cpp:server-cuda-{LLAMACPP_BUILD}", 8080, "/health", "/health", "/metrics",
                "LLAMA_API_KEY", "gguf", GGUF_QUANTS, {q: q for q in GGUF_QUANTS},
-               runtime_gb=0.0, startup_seconds=300),
+               runtime_gb=0.0, startup_seconds=300,
+               load_gauges=("llamacpp:requests_processing", "llamacpp:requests_deferred")),
         Engine("ort-service", "ONNX Runtime GenAI service (FastAPI)", PYTHON_IMAGE, None, 8000, "/healthz",
                "/readyz", "/metrics", "SLMLAB_API_KEYS_FILE", "hf", ("INT4", "INT8", "FP32"),
                # the GenAI builder's int4 is block-wise (32 weights + a scale), like Q4_0; int8 like Q8_0
                {"INT4": "Q4_0", "INT8": "Q8_0", "FP32": "F32"}, runtime_gb=0.4, startup_seconds=300,
-               api_key_from_file=True),
+               api_key_from_file=True,
+               load_gauges=("slmlab_generations_running", "slmlab_generations_waiting")),
     ]
 }
 

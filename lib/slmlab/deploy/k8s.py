@@ -16,7 +16,7 @@ from typing import Any
 from slmlab.deploy.compose import writable_paths
 from slmlab.deploy.engines import GATEWAY_PORT
 from slmlab.deploy.render import render_template
-from slmlab.deploy.spec import Plan
+from slmlab.deploy.spec import LOAD_METRIC, Plan
 
 KUBERNETES_VERSION = "1.35.0"  # the schemas validated against (bundled by kubernetes-validate)
 MONITORING_NAMESPACE = "monitoring"  # where Prometheus runs; its pods may scrape the engine
@@ -47,8 +47,11 @@ def engine_volumes(plan: Plan) -> list[dict[str, Any]]:
 
 def render_manifests(plan: Plan) -> dict[str, str]:
     """k8s/NN-<name>.yaml for every manifest."""
+    from slmlab.scaling.autoscale import quantity
+
     extra = {"env": engine_env(plan), "volumes": engine_volumes(plan), "gateway_port": GATEWAY_PORT,
-             "monitoring_namespace": MONITORING_NAMESPACE,
+             "monitoring_namespace": MONITORING_NAMESPACE, "load_metric": LOAD_METRIC,
+             "target_requests": quantity(plan.target_requests),
              "k8s_minor": "v" + ".".join(KUBERNETES_VERSION.split(".")[:2])}
     # numbered, so that `kubectl apply -f k8s/` creates the namespace and service account first
     return {f"k8s/{i:02d}-{name}.yaml": render_template(f"k8s/{name}.yaml.j2", plan, **extra)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from slmlab.deploy import engines
-from slmlab.deploy.spec import HEADROOM, DeploymentSpec, Plan
+from slmlab.deploy.spec import HEADROOM, LOAD_METRIC, DeploymentSpec, Plan
 from slmlab.errors import SlmLabError
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -74,7 +74,7 @@ def render_template(template: str, plan: Plan, **extra: Any) -> str:
 
 def render_all(spec: DeploymentSpec | Plan) -> dict[str, str]:
     """Every artifact as {relative path: text}: Dockerfiles, compose, Prometheus, Kubernetes manifests."""
-    from slmlab.deploy import compose, docker, k8s, prometheus
+    from slmlab.deploy import adapter, compose, docker, k8s, prometheus
 
     plan = spec if isinstance(spec, Plan) else spec.plan()
     files: dict[str, str] = {}
@@ -83,7 +83,8 @@ def render_all(spec: DeploymentSpec | Plan) -> dict[str, str]:
     files.update(prometheus.render_prometheus(plan))
     files.update(prometheus.render_prometheus(plan, kubernetes=True))
     files.update(k8s.render_manifests(plan))
-    files["NOTES.md"] = render_template("NOTES.md.j2", plan)
+    files.update(adapter.render_adapter_values(plan))
+    files["NOTES.md"] = render_template("NOTES.md.j2", plan, load_metric=LOAD_METRIC)
     return files
 
 

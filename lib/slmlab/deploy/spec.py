@@ -28,6 +28,8 @@ GPU_HOST_GB = 1.0  # host RAM a GPU engine needs besides its runtime: staging bu
 VLLM_GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default share of the GPU it pre-allocates
 MIB = 2**20
 GIB = 2**30
+SCALE_ON = ("cpu", "requests")  # the HPA's signal: CPU utilization, or requests in the engine per pod
+LOAD_METRIC = "slm_engine_requests"  # the per-pod custom metric prometheus-adapter offers the HPA
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -73,6 +75,8 @@ class DeploymentSpec:
     auth: str = "api-key"  # "api-key" (keys from a Kubernetes Secret) or "none"
     namespace: str = "slm"
     target_cpu_percent: int = 70  # the HorizontalPodAutoscaler's average CPU utilization target
+    scale_on: str = "cpu"  # what the HPA scales on: "cpu" (utilization) or "requests" (in the engine, per pod)
+    target_requests: float | None = None  # scale_on "requests": the average per pod to hold (None: `parallel`)
     registry: str = "registry.example.com/slm"  # where the built images are pushed
     image_tag: str = "0.1.0"  # the tag of the images built from the rendered Dockerfiles (never "latest")
 
@@ -131,6 +135,11 @@ class Plan:
     def image_ref(self, component: str) -> str:
         """The image we build for a component ("engine" or "gateway"), with its pinned tag."""
         return f"{self.spec.registry}/{self.spec.name}-{component}:{self.spec.image_tag}"
+
+    @property
+    def target_requests(self) -> float:
+        """scale_on "requests": the average of requests in the engine (running + waiting) per pod the HPA holds."""
+        return float(self.spec.target_requests or self.spec.parallel)
 
     @property
     def served_name(self) -> str:
@@ -196,6 +205,16 @@ def _check(spec: DeploymentSpec) -> tuple[list[SpecProblem], Plan | None]:
             "the autoscaler scales between replicas and max_replicas")
     if not isinstance(spec.target_cpu_percent, int) or not 10 <= spec.target_cpu_percent <= 100:
         bad("target_cpu_percent", f"must be 10–100, got {spec.target_cpu_percent!r}")
+    if spec.scale_on not in SCALE_ON:
+        bad("scale_on", f"unknown {spec.scale_on!r}", f"use one of {', '.join(SCALE_ON)}")
+    elif spec.scale_on == "requests" and engine is not None and not engine.load_gauges:
+        bad("scale_on", f"{engine.label} exports no metrics, so there is no request count to scale on",
+            "use scale_on: cpu, or an engine with metrics (llamacpp-server, vllm, ort-service)")
+    if spec.target_requests is not None and (isinstance(spec.target_requests, bool)
+                                             or not isinstance(spec.target_requests, (int, float))
+                                             or not spec.target_requests > 0):
+        bad("target_requests", f"must be a number > 0, got {spec.target_requests!r}",
+            "requests in the engine per pod, e.g. 2 (running + waiting); leave it out to use `parallel`")
     if not isinstance(spec.image_tag, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", spec.image_tag) \
             or spec.image_tag == "latest":
         bad("image_tag", f"{spec.image_tag!r} is not a pinned image tag", "use a version such as '0.1.0', not 'latest'")

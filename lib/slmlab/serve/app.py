@@ -220,6 +220,7 @@ def create_app(backend: Backend | Callable[[], Backend] | None = None, settings:
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
         metrics.waiting.set(slot.waiting)
+        metrics.running.set(slot.running)
         return Response(metrics.render(), media_type=metrics.content_type)
 
     @app.get("/v1/models")

@@ -5,7 +5,8 @@ HTTP side (an ASGI middleware, so 401/413/429 answers and whole streams count to
 last byte of the answer, streams included), ``slmlab_http_requests_in_flight``, ``slmlab_http_rejected_total{reason}``.
 Model side: ``slmlab_time_to_first_token_seconds{model}`` (from the request's arrival, queueing included),
 ``slmlab_queue_wait_seconds{model}``, ``slmlab_prompt_tokens_total{model}``, ``slmlab_completion_tokens_total{model}``,
-``slmlab_generations_total{model,outcome}`` (outcome: stop, length, cancelled, error), ``slmlab_model_ready``.
+``slmlab_generations_total{model,outcome}`` (outcome: stop, length, cancelled, error), ``slmlab_model_ready``,
+``slmlab_generations_running`` and ``slmlab_generations_waiting`` (the load: what an autoscaler scales on).
 Routes are labelled by their template (``/v1/chat/completions``), unknown paths as ``other``: a scanner trying
 10,000 URLs cannot blow up the number of series.
 
@@ -60,6 +61,9 @@ class ServiceMetrics:
         self.generations = Counter(f"{PREFIX}_generations", "Generations by how they ended (stop, length, "
                                    "cancelled, error)", ["model", "outcome"], registry=reg)
         self.waiting = Gauge(f"{PREFIX}_generations_waiting", "Requests waiting for the model", registry=reg)
+        self.running = Gauge(f"{PREFIX}_generations_running", "Generations running now (0 or 1: one model, one "
+                             "generation at a time); running + waiting is the load an autoscaler can use",
+                             registry=reg)
         self.ready = Gauge(f"{PREFIX}_model_ready", "1 when the model is loaded and answers (as of the latest "
                            "/readyz), else 0", registry=reg)
 

@@ -157,6 +157,11 @@ class ModelSlot:
 
     # ------------------------------------------------------------------ generating
 
+    @property
+    def running(self) -> int:
+        """1 while the model is busy (a generation, or a probe), else 0: one model, one generation at a time."""
+        return int(self._lock is not None and self._lock.locked())
+
     async def start(self, payload: str | Messages, gen: dict[str, Any],
                     on_done: Callable[[RunResult], None] | None = None) -> Run:
         """Wait for the model, then start generating; raises StartFailed if the backend refuses the request.
