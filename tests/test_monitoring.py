@@ -297,6 +297,18 @@ def test_p95_ttft_matches_the_histogram_and_the_load_test(stack):
 
 
 @pytest.mark.slow
+def test_error_rate_is_zero_not_empty_before_the_first_error(stack):
+    client, start = stack["prom"].client, stack["start"]
+    window = f"{int(time.time() - start) + 5}s"
+    failed = 'slmlab_http_requests_total{route=~"/v1/.*|/api/.*", status=~"5.."}'
+    assert client.query(failed).empty  # no 5xx answered yet, so no 5xx series at all
+    plain = alerts.error_ratio_expr(window)
+    assert client.query(plain).empty  # dividing nothing gives nothing: "no data" on a dashboard
+    assert client.value(queries.llm_queries("gateway", window)["error_rate"]) == 0.0
+    assert client.value(queries.llm_queries("ollama", window)["error_rate"]) == 0.0
+
+
+@pytest.mark.slow
 def test_dashboard_panels_run_against_live_prometheus(stack):
     import matplotlib
 

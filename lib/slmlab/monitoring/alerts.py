@@ -53,12 +53,22 @@ def ttft_p95_expr(metric: str = "slmlab_time_to_first_token_seconds", window: st
     return f"histogram_quantile({quantile:g}, sum by ({keys}) (rate({metric}_bucket[{window}])))"
 
 
-def error_ratio_expr(window: str = "1m", by: Sequence[str] = ("job",)) -> str:
-    """PromQL for the share of the gateway's API requests answered with a 5xx status (scrapes of /metrics excluded)."""
+def error_ratio_expr(window: str = "1m", by: Sequence[str] = ("job",), zero_without_errors: bool = False) -> str:
+    """PromQL for the share of the gateway's API requests answered with a 5xx status (scrapes of /metrics excluded).
+
+    With `zero_without_errors`, 0 rather than no result while no 5xx has ever been answered (see `share`).
+    """
     keys = ", ".join(by)
     api = 'route=~"/v1/.*|/api/.*"'
-    return (f'sum by ({keys}) (rate(slmlab_http_requests_total{{{api}, status=~"5.."}}[{window}]))\n'
-            f"  /\nsum by ({keys}) (rate(slmlab_http_requests_total{{{api}}}[{window}]))")
+    failed = f'sum by ({keys}) (rate(slmlab_http_requests_total{{{api}, status=~"5.."}}[{window}]))'
+    total = f"sum by ({keys}) (rate(slmlab_http_requests_total{{{api}}}[{window}]))"
+    return share(failed, total) if zero_without_errors else f"{failed}\n  /\n{total}"
+
+
+def share(part: str, whole: str) -> str:
+    """PromQL for part / whole that is 0, not empty, while `part` has no series: a counter labelled with a status
+    or an error kind appears at its first increment, so before the first error there is nothing to divide."""
+    return f"(\n  {part}\n  or\n  {whole} * 0\n)\n  /\n{whole}"
 
 
 def default_rules(for_: str = "1m", ttft_p95_s: float = 5.0, error_ratio: float = 0.05,

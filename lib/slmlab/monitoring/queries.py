@@ -14,7 +14,7 @@ queue depth (requests waiting for the model) and error rate. Each server names i
 from __future__ import annotations
 
 from slmlab.errors import SlmLabError
-from slmlab.monitoring.alerts import error_ratio_expr, ttft_p95_expr
+from slmlab.monitoring.alerts import error_ratio_expr, share, ttft_p95_expr
 
 SERVERS = ("gateway", "ollama", "vllm")
 SIGNALS = ("p95_ttft_s", "tokens_per_s", "queue_depth", "error_rate")
@@ -26,14 +26,14 @@ def llm_queries(server: str = "gateway", window: str = "30s") -> dict[str, str]:
         return {"p95_ttft_s": ttft_p95_expr("slmlab_time_to_first_token_seconds", window),
                 "tokens_per_s": f"sum by (job) (rate(slmlab_completion_tokens_total[{window}]))",
                 "queue_depth": "sum by (job) (slmlab_generations_waiting)",
-                "error_rate": error_ratio_expr(window),
+                "error_rate": error_ratio_expr(window, zero_without_errors=True),
                 "requests_in_flight": "sum by (job) (slmlab_http_requests_in_flight)"}
     if server == "ollama":
         # No TTFT histogram here: the prefill time (prompt_eval_duration) is the server-side part of it.
         return {"p95_prefill_s": ttft_p95_expr("slmlab_ollama_prompt_eval_duration_seconds", window),
                 "tokens_per_s": f"sum by (job) (rate(slmlab_ollama_eval_tokens_total[{window}]))",
-                "error_rate": f"sum by (job) (rate(slmlab_ollama_errors_total[{window}])) / "
-                              f'sum by (job) (rate(slmlab_ollama_requests_total{{endpoint!="/metrics"}}[{window}]))',
+                "error_rate": share(f"sum by (job) (rate(slmlab_ollama_errors_total[{window}]))",
+                                    f'sum by (job) (rate(slmlab_ollama_requests_total{{endpoint!="/metrics"}}[{window}]))'),
                 "loaded_models": "sum by (job) (slmlab_ollama_loaded_models)"}
     if server == "vllm":
         failed = 'finished_reason=~"abort|error"'
@@ -42,8 +42,8 @@ def llm_queries(server: str = "gateway", window: str = "30s") -> dict[str, str]:
                 "queue_depth": "sum by (job) (vllm:num_requests_waiting)",
                 "running": "sum by (job) (vllm:num_requests_running)",
                 "kv_cache_usage": "max by (job) (vllm:kv_cache_usage_perc)",
-                "error_rate": f"sum by (job) (rate(vllm:request_success_total{{{failed}}}[{window}])) / "
-                              f"sum by (job) (rate(vllm:request_success_total[{window}]))"}
+                "error_rate": share(f"sum by (job) (rate(vllm:request_success_total{{{failed}}}[{window}]))",
+                                    f"sum by (job) (rate(vllm:request_success_total[{window}]))")}
     raise SlmLabError(f"No queries for server {server!r}.", f"Use one of {', '.join(SERVERS)}.")
 
 
