@@ -158,3 +158,51 @@ def test_a_killed_replica_loses_no_request_the_client_retries(cluster):
         if not replicas.running()[1]:
             replicas.restart(1)
     assert replicas.running() == [True, True]
+
+
+@pytest.mark.fast
+def test_scale_simulate_command_prints_the_replay(capsys, tmp_path):
+    from slmlab.cli import main
+
+    png = tmp_path / "replay.png"
+    assert main(["scale", "simulate", "--target", "0.7", "--target", "1.0", "--max-replicas", "30",
+                 "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "1440 trace rows" in out and "76.98" in out and "59.10" in out  # the notebook's table, from the CLI
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["scale", "simulate", "--trace", str(tmp_path / "nope.csv")]) == 2
+    assert "No trace at" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["scale", "simulate", "--capacity", "0"])
+    assert "must be > 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_scale_lb_command_serves_through_nginx_and_stops_everything():
+    import re
+    import subprocess
+    import sys
+
+    import httpx
+
+    from slmlab.serve.process import port_in_use
+
+    command = [sys.executable, "-m", "slmlab.cli", "scale", "lb", "--replicas", "2", "--seconds", "60"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("try:"):
+                break
+        url = re.search(r"load balancer: (http://127\.0\.0\.1:\d+)/v1", "".join(lines)).group(1)
+        answers = [httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}],
+                                                                   "max_tokens": 4}, timeout=60, trust_env=False)
+                   for _ in range(2)]
+        ports = re.findall(r"replica-\d: http://127\.0\.0\.1:(\d+)", "".join(lines))
+        proc.send_signal(2)  # Ctrl-C
+        rest = proc.stdout.read()
+        assert proc.wait(30) == 0, rest
+    assert [a.status_code for a in answers] == [200, 200]
+    assert "stopped nginx and 2 replica(s)" in rest and len(ports) == 2
+    for port in [url.rsplit(":", 1)[1], *ports]:
+        assert not port_in_use(int(port))

@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Each part registers its own subcommands; a part whose extra is not installed is left out.
     for module in ("slmlab.course.commands", "slmlab.part1_commands", "slmlab.serve.commands",
                    "slmlab.loadtest_commands", "slmlab.setup_commands", "slmlab.security_commands",
-                   "slmlab.monitoring.commands", "slmlab.compare",
+                   "slmlab.monitoring.commands", "slmlab.compare", "slmlab.scaling.commands",
                    "slmlab.deploy.commands"):
         try:
             register = importlib.import_module(module).register
