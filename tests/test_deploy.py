@@ -49,7 +49,7 @@ def test_every_artifact_passes_every_checker(rendered: dict[str, Path], case: st
     report = check_dir(rendered[case])
     assert report.ok, report.summary()
     promtool = {"promtool": 2} if prometheus.promtool_path() else {}
-    assert report.checked == {"hadolint": 2, "compose schema": 1, "kubernetes schemas": 12, "policy": 12, **promtool}
+    assert report.checked == {"hadolint": 2, "compose schema": 1, "kubernetes schemas": 14, "policy": 14, **promtool}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -58,7 +58,9 @@ def test_bundle_has_every_artifact(rendered: dict[str, Path], case: str) -> None
     kinds = sorted(m.kind for m in k8s.load_dir(folder))
     assert kinds == sorted(["Namespace", "ServiceAccount", "Deployment", "Deployment", "Service", "Service",
                             "HorizontalPodAutoscaler", "PodDisruptionBudget", "PodDisruptionBudget",
-                            "NetworkPolicy", "NetworkPolicy", "NetworkPolicy"])
+                            "NetworkPolicy", "NetworkPolicy", "NetworkPolicy", "Role", "RoleBinding"])
+    role = next(m.data for m in k8s.load_dir(folder) if m.kind == "Role")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
     compose_file = yaml.safe_load((folder / "compose.yaml").read_text())
     assert set(compose_file["services"]) == {"engine", "gateway", "prometheus"}
     prom = yaml.safe_load((folder / "prometheus" / "prometheus.yml").read_text())
@@ -292,7 +294,7 @@ def test_cli_render_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     spec.write_text(yaml.safe_dump(DeploymentSpec(name="chat", **CASES["ollama-cpu"]).to_dict()))
     args = parser.parse_args(["deploy", "render", str(spec), "--out", str(tmp_path / "out")])
     assert args.func(args) == 0
-    assert "✓ policy: 12 object(s), 0 problem(s)" in capsys.readouterr().out
+    assert "✓ policy: 14 object(s), 0 problem(s)" in capsys.readouterr().out
     args = parser.parse_args(["deploy", "check", str(tmp_path / "out")])
     assert args.func(args) == 0
     with pytest.raises(SlmLabError, match="not a folder"):

@@ -2,7 +2,8 @@
 
 Rendered: Namespace (Pod Security "restricted" enforced), ServiceAccount (no token), engine and gateway
 Deployments (probes, resources from `slmlab.footprint`, restricted securityContext, Secret references for
-API keys), Services, HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudgets, NetworkPolicies.
+API keys), Services, HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudgets, NetworkPolicies, and a
+Role + RoleBinding that let Prometheus discover the engine pods (read pods in the namespace, nothing else).
 Validated offline with `kubernetes-validate` (strict schemas: an unknown or misspelt field is an error).
 """
 
@@ -20,8 +21,9 @@ from slmlab.deploy.spec import LOAD_METRIC, Plan
 
 KUBERNETES_VERSION = "1.35.0"  # the schemas validated against (bundled by kubernetes-validate)
 MONITORING_NAMESPACE = "monitoring"  # where Prometheus runs; its pods may scrape the engine
+PROMETHEUS_SERVICE_ACCOUNT = "prometheus"  # the service account Prometheus runs as (edit the binding to yours)
 MANIFESTS = ("namespace", "serviceaccount", "engine-deployment", "gateway-deployment", "services", "hpa", "pdb",
-             "networkpolicy")
+             "networkpolicy", "prometheus-rbac")
 
 
 def engine_env(plan: Plan) -> list[dict[str, Any]]:
@@ -51,6 +53,7 @@ def render_manifests(plan: Plan) -> dict[str, str]:
 
     extra = {"env": engine_env(plan), "volumes": engine_volumes(plan), "gateway_port": GATEWAY_PORT,
              "monitoring_namespace": MONITORING_NAMESPACE, "load_metric": LOAD_METRIC,
+             "prometheus_service_account": PROMETHEUS_SERVICE_ACCOUNT,
              "target_requests": quantity(plan.target_requests),
              "k8s_minor": "v" + ".".join(KUBERNETES_VERSION.split(".")[:2])}
     # numbered, so that `kubectl apply -f k8s/` creates the namespace and service account first

@@ -35,7 +35,7 @@ def names(plan: Plan) -> dict[str, str]:
     """Object names shared by every artifact (Deployments, Services, Secrets, labels)."""
     name = plan.spec.name
     return {"engine": f"{name}-engine", "gateway": f"{name}-gateway", "secret": f"{name}-api-keys",
-            "app": name}
+            "app": name, "prometheus_discovery": f"{name}-prometheus-discovery"}
 
 
 def context(plan: Plan) -> dict[str, Any]:
