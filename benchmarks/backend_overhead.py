@@ -20,7 +20,7 @@ from time import perf_counter
 import llama_cpp
 
 from slmlab.backends.llamacpp import LlamaCppBackend
-from slmlab.models import load_llama
+from slmlab.models.resolver import load_llama
 
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper who finds a message in a bottle."}]
 

@@ -8,7 +8,7 @@
    goal: overall median ratio <= 1.10. Run with all cores for llama.cpp and with one fewer: on a small machine
    the server's Python needs a core of its own. LlamaCppBackend, which resets its cache before every call, is
    timed alongside for reference: with the cache reset it re-reads the whole prompt every time.
-2. **Aggregate throughput at concurrency 8 vs 1, per engine** (slmlab.loadtest, output tokens per second of the
+2. **Aggregate throughput at concurrency 8 vs 1, per engine** (slmlab.measure.loadtest, output tokens per second of the
    whole run): llama-cpp-python's server (one sequence at a time) and vLLM (continuous batching), when vLLM's
    virtualenv is set up (`slmlab setup vllm`).
 
@@ -28,9 +28,9 @@ from types import SimpleNamespace
 
 from slmlab.backends.base import GenerationOptions, llamacpp_kwargs
 from slmlab.backends.llamacpp import LlamaCppBackend
-from slmlab.hardware import physical_cores
 from slmlab.backends.openai_http import OpenAIBackend
-from slmlab.loadtest import DEFAULT_PROMPTS, load_test
+from slmlab.measure.loadtest import DEFAULT_PROMPTS, load_test
+from slmlab.models.hardware import physical_cores
 from slmlab.serve import llamacpp_server
 
 N_CTX = 2048
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         with llamacpp_server(args.model, n_ctx=N_CTX) as server:
             ratios["llama.cpp throughput c8 / c1"] = throughput_ratio("llama.cpp", server, args.requests,
                                                                      args.max_tokens)
-        from slmlab.vllm_env import vllm_available
+        from slmlab.setup.vllm_env import vllm_available
 
         if args.no_vllm:
             print("   vLLM skipped (--no-vllm)")

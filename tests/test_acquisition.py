@@ -7,10 +7,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from hub_standin import make_hub_cache, write_tiny_gguf
 
-from slmlab import hub_standin, models
+from hub_standin import make_hub_cache, write_tiny_gguf
 from slmlab.errors import SlmLabError
+from slmlab.models import hub_standin
+from slmlab.models import resolver as models
 
 pytestmark = pytest.mark.fast
 

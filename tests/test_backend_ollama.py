@@ -7,7 +7,7 @@ import pytest
 from slmlab.backends.base import Generation, GenerationOptions
 from slmlab.backends.ollama import OllamaBackend, ollama_options
 from slmlab.errors import SlmLabError
-from slmlab.serve.process import free_port
+from slmlab.process import free_port
 
 
 @pytest.mark.fast

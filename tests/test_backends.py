@@ -1,4 +1,4 @@
-"""slmlab.backends and slmlab.evaluate: one interface over llama.cpp and transformers, and their parity.
+"""slmlab.backends and slmlab.measure.evaluate: one interface over llama.cpp and transformers, and their parity.
 
 Parity as measured on SmolLM2-135M-Instruct Q4_1: llama.cpp (quantized weights, 8-bit activations in its
 matmuls) and transformers (the same weights dequantized to fp32) agree on the next token at ~96 % of the
@@ -16,7 +16,7 @@ import pytest
 from slmlab.backends import Backend, Generation, GenerationOptions, Scorer, Timings, open_backend
 from slmlab.backends.base import as_messages, cut_at_stop, hf_kwargs, llamacpp_kwargs, prompt_too_long
 from slmlab.errors import SlmLabError
-from slmlab.evaluate import HELDOUT_DIR, Agreement, heldout_text, next_token_agreement
+from slmlab.measure.evaluate import HELDOUT_DIR, Agreement, heldout_text, next_token_agreement
 
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
 PARITY_PROMPT = [{"role": "user", "content": "Explain what a barometer measures."}]

@@ -1,4 +1,4 @@
-"""slmlab.bench: speed and memory of GGUF models (each in its own process), memory bandwidth, the roofline."""
+"""slmlab.measure.bench: speed and memory of GGUF models (each in its own process), memory bandwidth, the roofline."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import argparse
 import pandas as pd
 import pytest
 
-from slmlab import bench
 from slmlab.errors import SlmLabError
+from slmlab.measure import bench
 
 
 @pytest.mark.fast
@@ -92,7 +92,7 @@ def test_a_model_measured_in_its_own_process_does_not_inherit_our_memory():
 
 @pytest.mark.slow
 def test_variants_table_and_cli(capsys):
-    from slmlab.part1_commands import register
+    from slmlab.cli.bench import register
 
     table = bench.bench_variants({"a": "smollm2-135m-instruct"}, prompt_tokens=16, gen_tokens=4, repeats=1,
                                  show_progress=False)

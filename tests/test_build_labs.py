@@ -10,12 +10,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import LABS, REPO, SOLUTIONS, TINY_SOLUTION, labs, solutions
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from conftest import LABS, REPO, SOLUTIONS, TINY_SOLUTION, labs, solutions
+from slmlab.cli.course import register
 from slmlab.course import check_cells
 from slmlab.course.build import build_lab, build_labs, lab_text, solution_problems
-from slmlab.course.commands import register
 from slmlab.errors import SlmLabError
 
 pytestmark = pytest.mark.fast

@@ -1,4 +1,4 @@
-"""Tests for slmlab.catalog: tiers, internal consistency, lookups, and the bundled GGUF."""
+"""Tests for slmlab.models.catalog: tiers, internal consistency, lookups, and the bundled GGUF."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import importlib.util
 
 import pytest
 
-from slmlab import catalog
-from slmlab.catalog import CATALOG, DEFAULT_MODEL, TIERS, ModelSpec, as_rows, by_tier, get, tier_of
 from slmlab.errors import SlmLabError
+from slmlab.models import catalog
+from slmlab.models.catalog import CATALOG, DEFAULT_MODEL, TIERS, ModelSpec, as_rows, by_tier, get, tier_of
 
 REQUIRED_FAMILIES = {"SmolLM2", "Qwen3", "Gemma 3", "Phi-4-mini", "Llama 3.2", "BitNet", "Phi-4"}
 
@@ -238,7 +238,7 @@ def test_smollm2_135m_numbers() -> None:
 @pytest.mark.parametrize("key", ["smollm2-135m-instruct", "gemma-3-270m"])
 def test_catalog_entry_matches_the_bundled_gguf(key: str) -> None:
     """The catalog's numbers equal the metadata of the GGUF each offline package ships."""
-    from slmlab.models import BUNDLED, resolve
+    from slmlab.models.resolver import BUNDLED, resolve
 
     if importlib.util.find_spec(BUNDLED[key].module) is None:
         pytest.skip(f"the optional package {BUNDLED[key].package} is not installed")

@@ -1,4 +1,4 @@
-"""The chat page served by slmlab.serve.app, in a real headless Chromium driven by Selenium.
+"""The chat page served by slmlab.serve.gateway.app, in a real headless Chromium driven by Selenium.
 
 The server runs with an API key: the page first meets a 401, shows its key field, and works once the key is
 typed. The answer must arrive in several pieces (the page counts them in ``data-chunks``) and equal, word for
@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from slmlab.serve.gateway_server import app_server
+from slmlab.serve.gateway.server import app_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -1,4 +1,4 @@
-"""slmlab.compare: engines measured one per process, served vs in-process ratios, decisions from the numbers."""
+"""slmlab.measure.compare: engines measured one per process, served vs in-process ratios, decisions from the numbers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from slmlab import compare  # noqa: E402
 from slmlab.errors import SlmLabError  # noqa: E402
+from slmlab.measure import compare  # noqa: E402
 
 
 def table() -> pd.DataFrame:

@@ -15,9 +15,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slmlab.deploy import (DeploymentSpec, SpecError, check_dir, check_text, load_spec, memory_request_mi,
-                           render_all, render_to)
-from slmlab.deploy import compose, docker, k8s, policy, prometheus
+from slmlab.deploy import (
+    DeploymentSpec,
+    SpecError,
+    check_dir,
+    check_text,
+    compose,
+    docker,
+    k8s,
+    load_spec,
+    memory_request_mi,
+    policy,
+    prometheus,
+    render_all,
+    render_to,
+)
 from slmlab.errors import SlmLabError
 
 pytestmark = pytest.mark.fast
@@ -286,7 +298,7 @@ def test_promtool_catches_a_broken_prometheus_config(tmp_path: Path) -> None:
 
 
 def test_cli_render_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from slmlab.deploy.commands import register
+    from slmlab.cli.deploy import register
 
     parser = argparse.ArgumentParser(prog="slmlab")
     register(parser.add_subparsers(dest="command", required=True))

@@ -1,4 +1,4 @@
-"""slmlab.evaluate: perplexity (sliding window over llama.cpp's logits), exact-match tasks, variant agreement.
+"""slmlab.measure.evaluate: perplexity (sliding window over llama.cpp's logits), exact-match tasks, variant agreement.
 
 Next-token agreement between backends is tested in test_backends.py.
 """
@@ -10,9 +10,9 @@ import math
 
 import pytest
 
-from slmlab import evaluate as ev
 from slmlab.backends.base import BackendBase, Generation, Timings
 from slmlab.errors import SlmLabError
+from slmlab.measure import evaluate as ev
 
 
 @pytest.mark.fast
@@ -133,7 +133,7 @@ def test_windowed_perplexity_equals_scoring_each_prefix_on_its_own():
     """Each scored token's NLL must equal evaluating just its window's prefix and reading the last logits."""
     import numpy as np
 
-    from slmlab.models import load_llama
+    from slmlab.models.resolver import load_llama
 
     text = ev.heldout_text()[:500]
     result = ev.perplexity(text=text, n_ctx=48, stride=24)

@@ -1,4 +1,4 @@
-"""slmlab.footprint: the arithmetic, the verdicts, and the estimate against a measured peak RSS."""
+"""slmlab.models.footprint: the arithmetic, the verdicts, and the estimate against a measured peak RSS."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from slmlab import catalog, footprint, hardware
 from slmlab.errors import SlmLabError
+from slmlab.models import catalog, footprint, hardware
 
 SMOL = catalog.get("smollm2-135m-instruct")
 

@@ -1,6 +1,6 @@
-"""Foundry Local (foundry-local-sdk 2.2.1), in-process and offline: slmlab.foundry_local, the backend, the web service.
+"""Foundry Local (foundry-local-sdk 2.2.1), in-process and offline: slmlab.foundry.local, the backend, the web service.
 
-The model is the bundled SmolLM2 converted once to an ONNX Runtime GenAI int8 folder (slmlab.convert, cached), put in
+The model is the bundled SmolLM2 converted once to an ONNX Runtime GenAI int8 folder (slmlab.convert.gguf_to_onnx, cached), put in
 Foundry's LOCAL catalog. Foundry runs the same ONNX Runtime GenAI as the 'onnx' engine, so greedy answers must match
 it token for token. Nothing here goes online: the manager's public catalog points at 127.0.0.1.
 """
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from slmlab import foundry_catalog, foundry_local
 from slmlab.backends.base import GenerationOptions
 from slmlab.backends.foundry import foundry_search_options
 from slmlab.errors import SlmLabError
+from slmlab.foundry import catalog as foundry_catalog
+from slmlab.foundry import local as foundry_local
 
 QUESTION = [{"role": "user", "content": "Name three colors."}]
 PARITY_PROMPT = [{"role": "user", "content": "Explain what a barometer measures."}]
@@ -152,11 +153,11 @@ def test_catalog_filters_select_by_name_device_and_provider(tmp_path):
 def test_catalog_server_answers_foundrys_request(tmp_path):
     import httpx
 
-    from slmlab.serve.process import ServerProcess
+    from slmlab.process import ServerProcess
 
     entries = tmp_path / "entries.json"
     entries.write_text(json.dumps([foundry_catalog.catalog_entry("a:1", fake_folder(tmp_path / "m"))]))
-    server = ServerProcess([sys.executable, "-m", "slmlab.foundry_catalog", "--port", "{port}", "--entries",
+    server = ServerProcess([sys.executable, "-m", "slmlab.foundry.catalog", "--port", "{port}", "--entries",
                             str(entries)], ready_url=foundry_catalog.HEALTH_PATH, name="catalog-test")
     with server:
         url = server.url + foundry_catalog.CATALOG_PATH
@@ -172,7 +173,7 @@ def test_catalog_server_answers_foundrys_request(tmp_path):
 
 @pytest.fixture(scope="module")
 def folder():
-    from slmlab.convert import ort_genai_folder
+    from slmlab.convert.gguf_to_onnx import ort_genai_folder
 
     return ort_genai_folder("smollm2-135m-instruct", "int8")  # built once (~1 min), then cached
 
@@ -338,7 +339,7 @@ def test_shutdown_ends_open_backends_with_a_clear_error(folder):
 
     # In a child process: shutdown() closes the process-wide manager, which this module's backend still uses.
     script = f"""
-from slmlab import foundry_local
+from slmlab.foundry import local as foundry_local
 from slmlab.backends.foundry import FoundryBackend
 from slmlab.errors import SlmLabError
 backend = FoundryBackend({str(folder)!r}, context_length=128)

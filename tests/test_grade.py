@@ -10,15 +10,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import CI_PARAMETERS, LABS, SOLUTIONS, TINY_SOLUTION
 from nbformat.v4 import new_code_cell
 
+from conftest import CI_PARAMETERS, LABS, SOLUTIONS, TINY_SOLUTION
+from slmlab.cli.course import register
 from slmlab.course import check_cells
 from slmlab.course.build import build_lab
-from slmlab.course.commands import register
 from slmlab.course.grade import (
-    LearnerGrade,
     CheckResult,
+    LearnerGrade,
     _read_cell_log,
     find_submissions,
     grade_folder,

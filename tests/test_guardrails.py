@@ -1,4 +1,4 @@
-"""slmlab.guardrails: the input pattern filter, the output secret filter, the leak yardstick and the test set."""
+"""slmlab.security.guardrails: the input pattern filter, the output secret filter, the leak yardstick and the test set."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ import json
 import pytest
 
 from slmlab.errors import SlmLabError
-from slmlab.guardrails import (CASES_FILE, Guardrail, Verdict, find_leak, load_cases, normalize, secret_parts,
-                               system_prompt)
+from slmlab.security.guardrails import (
+    CASES_FILE,
+    Guardrail,
+    Verdict,
+    find_leak,
+    load_cases,
+    normalize,
+    secret_parts,
+    system_prompt,
+)
 
 SECRET = "ORCHID-5521-LANTERN"
 

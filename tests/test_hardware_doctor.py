@@ -1,4 +1,4 @@
-"""slmlab.hardware detection and slmlab.doctor's checks, including the Ollama probe."""
+"""slmlab.models.hardware detection and slmlab.setup.doctor's checks, including the Ollama probe."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from slmlab import doctor, hardware
+from slmlab.models import hardware
+from slmlab.setup import doctor
 
 pytestmark = pytest.mark.fast
 

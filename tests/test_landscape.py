@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from slmlab import catalog, footprint, hardware
 from slmlab.errors import SlmLabError
+from slmlab.models import catalog, footprint, hardware
 
 PI, BINDER, H100 = (hardware.get_preset(k) for k in ("raspberry-pi-5", "binder-2gb", "h100-80gb"))
 ALL = list(catalog.CATALOG.values())
@@ -85,7 +85,7 @@ def test_measuring_an_unknown_model_fails_with_the_reason():
 
 @pytest.mark.fast
 def test_rss_readings_of_this_process():
-    from slmlab import rss_probe
+    from slmlab.measure import rss_probe
 
     now, peak = rss_probe.current_rss(), rss_probe.peak_rss()
     assert 10e6 < now <= peak

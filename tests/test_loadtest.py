@@ -1,4 +1,4 @@
-"""slmlab.loadtest: the statistics on hand-made timings (fast), then real load on llama-cpp-python's server (slow).
+"""slmlab.measure.loadtest: the statistics on hand-made timings (fast), then real load on llama-cpp-python's server (slow).
 
 The fast tests check every figure against a hand computation of vLLM's definitions (TPOT = (e2e - TTFT) /
 (tokens - 1), ITL pooled over requests, throughput over the run's wall time, failures excluded). The slow tests
@@ -20,12 +20,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from slmlab.cli import main as cli_main
+from slmlab.cli.loadtest import register
 from slmlab.errors import SlmLabError
-from slmlab.loadtest import (MetricsWatch, RequestRecord, _arrival_gaps, aload_test, endpoint, format_report,
-                             load_test, parse_metrics, plot_summary, records_frame, scrape_metrics, summarize,
-                             summary_table)
-from slmlab.loadtest_commands import main as cli_main
-from slmlab.loadtest_commands import register
+from slmlab.measure.loadtest import (
+    MetricsWatch,
+    RequestRecord,
+    _arrival_gaps,
+    aload_test,
+    endpoint,
+    format_report,
+    load_test,
+    parse_metrics,
+    plot_summary,
+    records_frame,
+    scrape_metrics,
+    summarize,
+    summary_table,
+)
 from slmlab.serve import free_port, llamacpp_server, port_in_use
 
 KEY = "load-key-42"
@@ -200,7 +212,7 @@ def test_summary_table_and_plots():
     import matplotlib
 
     matplotlib.use("Agg")
-    from slmlab.loadtest import LoadTestResult
+    from slmlab.measure.loadtest import LoadTestResult
 
     runs = {}
     for c in (1, 2):

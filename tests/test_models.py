@@ -6,11 +6,11 @@ import hashlib
 import shutil
 
 import pytest
-from hub_standin import make_hub_cache, write_tiny_gguf
 
-from slmlab import models
+from hub_standin import make_hub_cache, write_tiny_gguf
 from slmlab.errors import SlmLabError
-from slmlab.gguf_info import inspect_gguf
+from slmlab.models import resolver as models
+from slmlab.models.gguf import inspect_gguf
 
 pytestmark = pytest.mark.fast
 

@@ -194,7 +194,7 @@ def test_log_lines_of_each_server_are_parsed():
 def monitor_cli(*argv: str) -> int:
     import argparse
 
-    from slmlab.monitoring.commands import register
+    from slmlab.cli.monitor import register
 
     parser = argparse.ArgumentParser(prog="slmlab")
     register(parser.add_subparsers(dest="command", required=True))
@@ -230,11 +230,11 @@ def stack(tmp_path_factory):
     """
     if not (shutil.which("prometheus") and shutil.which("promtool")):
         pytest.skip("Debian's prometheus package is not installed")
-    from slmlab.loadtest import load_test
+    from slmlab.measure.loadtest import load_test
     from slmlab.monitoring import prometheus_server
-    from slmlab.serve.gateway_server import app_server
+    from slmlab.process import ServerProcess
+    from slmlab.serve.gateway.server import app_server
     from slmlab.serve.ollama.server import ollama_server
-    from slmlab.serve.process import ServerProcess
 
     static = tmp_path_factory.mktemp("victim")
     (static / "metrics").write_text("# TYPE victim_answers gauge\nvictim_answers 1\n")
@@ -373,13 +373,13 @@ def test_killing_a_server_fires_target_down(stack):
 def test_vllm_metrics_answer_the_signal_queries():
     """vLLM's current metric names (vllm:time_to_first_token_seconds, vllm:kv_cache_usage_perc …) are what the
     queries and dashboards use; the retired vllm:gpu_cache_usage_perc is gone."""
-    from slmlab.vllm_env import vllm_available
+    from slmlab.setup.vllm_env import vllm_available
 
     if not vllm_available():
         pytest.skip("vLLM's virtualenv is not set up (slmlab setup vllm)")
     if not shutil.which("prometheus"):
         pytest.skip("Debian's prometheus package is not installed")
-    from slmlab.loadtest import load_test
+    from slmlab.measure.loadtest import load_test
     from slmlab.monitoring import prometheus_server
     from slmlab.serve.vllm_server import vllm_server
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import CI_PARAMETERS, LABS, NOTEBOOK_RUNS, TINY_SOLUTION, labs, solutions
 from nbformat.v4 import new_code_cell, new_notebook
 
+from conftest import CI_PARAMETERS, LABS, NOTEBOOK_RUNS, TINY_SOLUTION, labs, solutions
+from slmlab.cli.course import register
 from slmlab.course import check_cells
 from slmlab.course.build import build_lab
-from slmlab.course.commands import register
 from slmlab.course.execute import (
     PeakRSS,
     declared_parameters,

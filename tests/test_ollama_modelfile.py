@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slmlab.errors import SlmLabError
-from slmlab.ollama_modelfile import Modelfile, check_parameter, parse_modelfile, read_modelfile
+from slmlab.serve.ollama.modelfile import Modelfile, check_parameter, parse_modelfile, read_modelfile
 
 pytestmark = pytest.mark.fast
 

@@ -68,7 +68,7 @@ def test_keep_alive_and_hosts():
 def test_serve_ollama_command_line(monkeypatch, tmp_path):
     import argparse
 
-    from slmlab.serve.commands import cmd_serve_ollama, register
+    from slmlab.cli.serve import cmd_serve_ollama, register
 
     monkeypatch.delenv("OLLAMA_CONTEXT_LENGTH", raising=False)
     monkeypatch.setenv("OLLAMA_MODELS", str(tmp_path))
@@ -306,7 +306,7 @@ def test_error_line_mid_stream(tmp_path):
 
     import uvicorn
 
-    from slmlab.serve.process import free_port
+    from slmlab.process import free_port
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(registry, FailingRunner(registry)), host="127.0.0.1",
@@ -379,7 +379,7 @@ def test_embeddings(http):
 
 @pytest.mark.slow
 def test_create_from_a_modelfile_changes_behaviour(http):
-    from slmlab.ollama_modelfile import parse_modelfile
+    from slmlab.serve.ollama.modelfile import parse_modelfile
 
     mf = parse_modelfile('FROM smollm2:135m\nPARAMETER num_predict 3\nPARAMETER temperature 0\n'
                          'SYSTEM """You are a poet."""\nMESSAGE user Hello\nMESSAGE assistant Hi\n')
@@ -425,8 +425,8 @@ def test_create_errors(http, body, status, words):
 
 @pytest.mark.slow
 def test_copy_delete_and_blobs(http, client, tmp_path):
-    from slmlab.models import resolve
-    from slmlab.ollama_modelfile import create_model
+    from slmlab.models.resolver import resolve
+    from slmlab.serve.ollama.modelfile import create_model
 
     assert http.post("/api/copy", json={"source": CHAT, "destination": "backup"}).status_code == 200
     names = [m["name"] for m in http.get("/api/tags").json()["models"]]
@@ -535,8 +535,8 @@ def test_official_async_client(server):
 
 @pytest.mark.slow
 def test_ensure_ollama_uses_ollama_host_or_starts_one(server, monkeypatch):
+    from slmlab.process import free_port
     from slmlab.serve.ollama import ensure_ollama
-    from slmlab.serve.process import free_port
 
     monkeypatch.setenv("OLLAMA_HOST", server.url)
     with ensure_ollama() as found:

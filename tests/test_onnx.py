@@ -1,4 +1,4 @@
-"""slmlab.convert and slmlab.backends.onnx: GGUF -> HF folder -> ONNX Runtime GenAI, and the parity of each step.
+"""slmlab.convert.gguf_to_onnx and slmlab.backends.onnx: GGUF -> HF folder -> ONNX Runtime GenAI, and the parity of each step.
 
 Measured on SmolLM2-135M-Instruct Q4_1 (2 cores): the HF folder is the GGUF's weights dequantized to fp32, so
 transformers gives the same greedy tokens from either; ORT GenAI fp32 reproduces transformers' greedy 64 tokens
@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from slmlab import convert
 from slmlab.backends import Backend, Scorer
+from slmlab.convert import gguf_to_onnx as convert
 from slmlab.errors import SlmLabError
-from slmlab.evaluate import Agreement, heldout_text
+from slmlab.measure.evaluate import Agreement, heldout_text
 
 PARITY_PROMPT = [{"role": "user", "content": "Explain what a barometer measures."}]
 QUESTION = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -243,7 +243,7 @@ def ort_dirs(hf_dir):
 
 @pytest.mark.slow
 def test_conversions_land_in_the_cache_with_a_marker(hf_dir, ort_dirs, cache, capsys):
-    from slmlab.models import resolve
+    from slmlab.models.resolver import resolve
 
     assert hf_dir == cache / "converted" / "smollm2-135m-instruct-hf"
     assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",

@@ -1,4 +1,4 @@
-"""slmlab.onnx_quantize: int8 dynamic quantization with onnxruntime, the variants' folders, and their comparison.
+"""slmlab.convert.onnx_quantize: int8 dynamic quantization with onnxruntime, the variants' folders, and their comparison.
 
 Fast tests quantize a small real ONNX graph (a MatMul with its weights) with onnxruntime's quantize_dynamic.
 The slow test measures SmolLM2's fp32, int8-dynamic and int4 folders (built once in the user's cache, the one
@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slmlab import convert, onnx_quantize
+from slmlab.convert import gguf_to_onnx as convert
+from slmlab.convert import onnx_quantize
+from slmlab.convert.onnx_quantize import Measured, agreement, compare, same_prefix
 from slmlab.errors import SlmLabError
-from slmlab.onnx_quantize import Measured, agreement, compare, same_prefix
 
 
 def tiny_ort_folder(folder: Path, size: int = 64) -> Path:
@@ -148,7 +149,7 @@ def test_measure_needs_a_timed_run(tmp_path):
 @pytest.mark.slow
 def test_smollm2_variants_measured_side_by_side(capsys):
     pytest.importorskip("onnxruntime_genai")
-    from slmlab.evaluate import heldout_text
+    from slmlab.measure.evaluate import heldout_text
 
     folders = onnx_quantize.prepare(["fp32", "int8-dynamic", "int4"])  # built once in a child process, cached
     ops = {v: onnx_quantize.op_counts(f) for v, f in folders.items()}

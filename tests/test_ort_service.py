@@ -12,7 +12,7 @@ import pytest
 from slmlab import deploy
 from slmlab.errors import SlmLabError
 from slmlab.serve import scrape
-from slmlab.serve.metrics import TTFT_BUCKETS, ServiceMetrics
+from slmlab.serve.gateway.metrics import TTFT_BUCKETS, ServiceMetrics
 
 MODEL = "smollm2-135m-instruct"
 
@@ -82,7 +82,7 @@ def test_bad_input_gets_a_clear_error():
 
 @pytest.mark.fast
 def test_the_ort_image_starts_the_onnx_backend_on_its_model_folder():
-    from slmlab.serve.app import backend_factory_from_env
+    from slmlab.serve.gateway.app import backend_factory_from_env
 
     files = deploy.render_all(deploy.DeploymentSpec(engine="ort-service", quantization="INT8", hardware="binder-2gb",
                                                     parallel=1))
@@ -98,8 +98,8 @@ def test_the_ort_image_starts_the_onnx_backend_on_its_model_folder():
 
 @pytest.fixture(scope="module")
 def ort_server():
-    from slmlab import onnx_quantize
-    from slmlab.serve.gateway_server import app_server
+    from slmlab.convert import onnx_quantize
+    from slmlab.serve.gateway.server import app_server
 
     folder = onnx_quantize.prepare(["int4"], MODEL)["int4"]  # cached after the first build
     with app_server(engine="onnx", model=folder, served_model_name=MODEL, max_tokens=64) as server:
@@ -129,8 +129,8 @@ def test_the_ort_service_answers_streams_and_counts(ort_server):
 
 @pytest.mark.slow
 def test_the_service_context_from_the_environment_caps_the_onnx_backend():
-    from slmlab.convert import ort_genai_folder
-    from slmlab.serve.app import backend_factory_from_env
+    from slmlab.convert.gguf_to_onnx import ort_genai_folder
+    from slmlab.serve.gateway.app import backend_factory_from_env
 
     folder = ort_genai_folder("smollm2-135m-instruct", "int4")  # cached by `slmlab setup onnx`
     factory = backend_factory_from_env({"SLMLAB_BACKEND": "onnx", "SLMLAB_MODEL": str(folder), "SLMLAB_CONTEXT": "64"})

@@ -1,4 +1,4 @@
-"""slmlab.pipeline: batch answers over data/prompts, with bad rows skipped, retries, and resume after a kill.
+"""slmlab.apps.pipeline: batch answers over data/prompts, with bad rows skipped, retries, and resume after a kill.
 
 The slow tests run the course's FastAPI service (SmolLM2) with a tight rate limit, so the pipeline meets real
 429s and must retry them; then a pipeline subprocess is killed (SIGKILL) halfway and a second run must finish
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from slmlab.apps.pipeline import BadRow, JsonlAppender, PromptRow, completed_ids, read_prompts, run_pipeline
 from slmlab.errors import SlmLabError
-from slmlab.pipeline import BadRow, JsonlAppender, PromptRow, completed_ids, read_prompts, run_pipeline
-from slmlab.serve.gateway_server import app_server
+from slmlab.serve.gateway.server import app_server
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "prompts"
 CSV_GOOD = ["q01", "q02", "q03", "q04", "q05", "q06", "q08", "q09", "q10", "q11", "q13", "q14"]
@@ -113,7 +113,7 @@ def test_bad_rows_are_skipped_429s_retried_and_a_rerun_redoes_nothing(server, tm
 @pytest.mark.slow
 def test_killed_halfway_a_rerun_finishes_without_redoing_or_losing_rows(server, tmp_path):
     out = tmp_path / "answers.jsonl"
-    cmd = [sys.executable, "-m", "slmlab.pipeline", str(DATA / "questions.csv"), "--output", str(out),
+    cmd = [sys.executable, "-m", "slmlab.apps.pipeline", str(DATA / "questions.csv"), "--output", str(out),
            "--base-url", server.url, "--concurrency", "2", "--max-tokens", "6", "--retries", "8", "--quiet"]
     env = {k: v for k, v in os.environ.items() if k != "SLMLAB_API_KEY"}
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)

@@ -1,4 +1,4 @@
-"""slmlab.quantize: llama.cpp's quantizer through llama-cpp-python, its log parsed, the F16 reference, the cache."""
+"""slmlab.convert.quantize: llama.cpp's quantizer through llama-cpp-python, its log parsed, the F16 reference, the cache."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 
-from slmlab import quantize as q
+from slmlab.convert import quantize as q
 from slmlab.errors import SlmLabError
-from slmlab.models import resolve
+from slmlab.models.resolver import resolve
 
 # Lines as llama.cpp (src/llama-quant.cpp) logs them while quantizing SmolLM2 to Q4_K_M.
 LOG = """\
@@ -72,7 +72,7 @@ def test_bad_sources_are_clear_errors(tmp_path):
 
 @pytest.mark.fast
 def test_cli_rejects_unknown_types_as_a_usage_error(capsys):
-    from slmlab.part1_commands import register
+    from slmlab.cli.quantize import register
 
     parser = argparse.ArgumentParser(prog="slmlab")
     register(parser.add_subparsers(dest="command", required=True))
@@ -152,7 +152,7 @@ def test_outputs_are_cached_and_load_in_llama_cpp(made):
 
 @pytest.mark.slow
 def test_fewer_bits_cost_quality(made):
-    from slmlab.evaluate import perplexity
+    from slmlab.measure.evaluate import perplexity
 
     out, results = made
     q2 = q.quantize("smollm2-135m-instruct", "Q2_K", out_dir=out, show_progress=False)

@@ -185,7 +185,7 @@ def test_scale_lb_command_serves_through_nginx_and_stops_everything():
 
     import httpx
 
-    from slmlab.serve.process import port_in_use
+    from slmlab.process import port_in_use
 
     command = [sys.executable, "-m", "slmlab.cli", "scale", "lb", "--replicas", "2", "--seconds", "60"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:

@@ -1,4 +1,4 @@
-"""slmlab.secrets_scan: known key formats and high-entropy tokens in notebook sources and outputs, redacted."""
+"""slmlab.security.secrets_scan: known key formats and high-entropy tokens in notebook sources and outputs, redacted."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from slmlab.errors import SlmLabError
-from slmlab.secrets_scan import entropy, looks_random, redact, report, scan_notebook, scan_paths, scan_text
+from slmlab.security.secrets_scan import entropy, looks_random, redact, report, scan_notebook, scan_paths, scan_text
 
 REPO_FOLDERS = tuple(Path(__file__).resolve().parents[1] / f for f in ("solutions", "labs"))
 

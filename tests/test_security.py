@@ -1,4 +1,4 @@
-"""slmlab.serve.security: API keys, rate limits, size and max_tokens caps, CORS, binding — on the real app.
+"""slmlab.serve.gateway.security: API keys, rate limits, size and max_tokens caps, CORS, binding — on the real app.
 
 The fast tests build the real FastAPI app without entering its lifespan, so the model is never loaded: every
 request that passes the security layer gets 503 "still loading", which proves it got through, and every one
@@ -17,10 +17,20 @@ from fastapi.testclient import TestClient
 
 from slmlab.backends import open_backend
 from slmlab.errors import SlmLabError
-from slmlab.serve.app import AppSettings, create_app, main
-from slmlab.serve.gateway_server import app_server
-from slmlab.serve.security import (ApiKeys, RateLimiter, add_cors, bearer_token, check_bind_host,
-                                   check_max_tokens, is_loopback, key_id, load_api_keys, read_keys_file)
+from slmlab.serve.gateway.app import AppSettings, create_app, main
+from slmlab.serve.gateway.security import (
+    ApiKeys,
+    RateLimiter,
+    add_cors,
+    bearer_token,
+    check_bind_host,
+    check_max_tokens,
+    is_loopback,
+    key_id,
+    load_api_keys,
+    read_keys_file,
+)
+from slmlab.serve.gateway.server import app_server
 
 KEY = "sk-course-0123456789abcdef"
 OTHER_KEY = "sk-course-fedcba9876543210"

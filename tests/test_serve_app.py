@@ -1,7 +1,7 @@
-"""slmlab.serve.app: the OpenAI-compatible FastAPI service over a real SmolLM2, in-process and under uvicorn.
+"""slmlab.serve.gateway.app: the OpenAI-compatible FastAPI service over a real SmolLM2, in-process and under uvicorn.
 
 In-process tests serve a LlamaCppBackend the test also holds, so an answer through HTTP can be compared with
-the backend's own greedy answer. The subprocess tests run ``python -m slmlab.serve.app`` (via app_server) to
+the backend's own greedy answer. The subprocess tests run ``python -m slmlab.serve.gateway.app`` (via app_server) to
 show what only a real server shows: a client that leaves mid-stream frees the model at once, requests queue
 for the one model while health checks keep answering, and the official openai client and slmlab's openai
 backend both talk to it.
@@ -20,10 +20,10 @@ from fastapi.testclient import TestClient
 
 from slmlab.backends import open_backend
 from slmlab.errors import SlmLabError
-from slmlab.serve.app import AppSettings, backend_factory_from_env, create_app
-from slmlab.serve.gateway_server import app_command, app_server
-from slmlab.serve.openai_api import ChatRequest, validation_error
-from slmlab.serve.process import group_members, port_in_use
+from slmlab.process import group_members, port_in_use
+from slmlab.serve.gateway.app import AppSettings, backend_factory_from_env, create_app
+from slmlab.serve.gateway.protocol import ChatRequest, validation_error
+from slmlab.serve.gateway.server import app_command, app_server
 
 N_CTX = 512
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -123,7 +123,7 @@ def test_settings_and_backend_come_from_the_environment():
 def test_app_command_keeps_keys_off_the_command_line():
     key = "sk-course-0123456789abcdef"
     cmd = app_command(n_ctx=1024, rate_limit="5/minute", max_tokens=64, cors_origins=["http://a.example"])
-    assert cmd[1:4] == ["-m", "slmlab.serve.app", "--engine"] and "{port}" in cmd
+    assert cmd[1:4] == ["-m", "slmlab.serve.gateway.app", "--engine"] and "{port}" in cmd
     assert cmd[cmd.index("--rate-limit") + 1] == "5/minute" and cmd[cmd.index("--n-ctx") + 1] == "1024"
     server = app_server(api_keys=[key], n_ctx=1024)
     assert key not in " ".join(server.cmd) and server.ready_url.endswith("/readyz")
@@ -239,7 +239,7 @@ def test_metrics_count_requests_tokens_and_ttft(client):
 
 @pytest.mark.slow
 def test_foreseeable_series_exist_at_zero_before_the_first_request():
-    from slmlab.serve.metrics import OUTCOMES, REJECTION_REASONS
+    from slmlab.serve.gateway.metrics import OUTCOMES, REJECTION_REASONS
 
     factory = lambda: open_backend("llamacpp", n_ctx=256)  # noqa: E731
     with TestClient(create_app(factory, AppSettings(served_model_name="smol"))) as fresh:
@@ -273,7 +273,7 @@ def test_a_crashed_model_gives_503_and_readyz_goes_red():
 
 @pytest.mark.slow
 def test_a_failed_load_is_retried_until_the_model_is_there(tmp_path):
-    from slmlab.models import resolve
+    from slmlab.models.resolver import resolve
 
     later = tmp_path / "arrives-later.gguf"  # like a gateway whose upstream (or volume) is not up yet
     with TestClient(create_app(lambda: open_backend("llamacpp", later, n_ctx=256), AppSettings())) as client:

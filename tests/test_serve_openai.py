@@ -92,7 +92,7 @@ def test_a_missing_program_is_a_clear_error():
 
 @pytest.mark.fast
 def test_keyboard_interrupt_while_waiting_stops_the_server(monkeypatch):
-    import slmlab.serve.process as process
+    import slmlab.process as process
 
     real_sleep, pauses = time.sleep, []
 
@@ -112,7 +112,7 @@ def test_keyboard_interrupt_while_waiting_stops_the_server(monkeypatch):
 
 @pytest.mark.fast
 def test_a_second_interrupt_while_stopping_kills_at_once(monkeypatch):
-    import slmlab.serve.process as process
+    import slmlab.process as process
 
     real_sleep = time.sleep
 

@@ -87,7 +87,7 @@ def test_real_gguf_loader_prints_text(monkeypatch, kernel_bar, capsys):
     import torch
     import transformers
 
-    from slmlab.models import resolve
+    from slmlab.models.resolver import resolve
 
     monkeypatch.setenv("SLMLAB_HEADLESS", "1")
     path = resolve("smollm2-135m-instruct").path

@@ -1,4 +1,4 @@
-"""vLLM on the CPU (slmlab.serve.vllm_server, slmlab.vllm_env): its command line and virtualenv (fast), then one
+"""vLLM on the CPU (slmlab.serve.vllm_server, slmlab.setup.vllm_env): its command line and virtualenv (fast), then one
 real vLLM server for the whole module (slow: ~40 s to start, ~3.8 GB of RAM) called with the openai client,
 streamed under load, scraped for its Prometheus metrics, and stopped with its whole process group.
 
@@ -16,11 +16,10 @@ import httpx
 import pytest
 
 from slmlab.errors import SlmLabError
-from slmlab.loadtest import load_test, scrape_metrics, watch_metrics
+from slmlab.measure.loadtest import load_test, scrape_metrics, watch_metrics
 from slmlab.serve import group_members, port_in_use
 from slmlab.serve.vllm_server import VLLM_ENV, VllmServer, model_folder, vllm_command, vllm_server
-from slmlab.vllm_env import (REMOVE, SETUP_COMMAND, VENV_ENV, setup_commands, venv_dir, vllm_available,
-                             vllm_python)
+from slmlab.setup.vllm_env import REMOVE, SETUP_COMMAND, VENV_ENV, setup_commands, venv_dir, vllm_available, vllm_python
 
 KEY = "vllm-key-7"
 MODEL = "smollm2-135m-instruct"
@@ -182,7 +181,7 @@ def test_load_and_metrics(server):
 
 @pytest.mark.fast
 def test_setup_refuses_a_folder_that_is_not_a_venv(tmp_path):
-    from slmlab.vllm_env import setup_vllm
+    from slmlab.setup.vllm_env import setup_vllm
 
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(SlmLabError, match="not a virtualenv"):
@@ -193,7 +192,7 @@ def test_setup_refuses_a_folder_that_is_not_a_venv(tmp_path):
 @pytest.mark.fast
 @needs_vllm
 def test_setup_leaves_a_complete_venv_alone():
-    from slmlab.vllm_env import setup_vllm
+    from slmlab.setup.vllm_env import setup_vllm
 
     said: list[str] = []
     assert setup_vllm(echo=said.append) == vllm_python()

@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from slmlab import footprint, hardware, models, progress, widgets
+from slmlab import models, progress, widgets
+from slmlab.models import footprint, hardware
 
 pytestmark = pytest.mark.fast
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class SlmLabError(Exception):
     """An error with an actionable hint for the learner.
@@ -21,3 +24,9 @@ class UpstreamError(SlmLabError):
 
     A gateway answers these with 502 (the request may be retried), never with a 400.
     """
+
+
+def did_you_mean(wanted: object, choices: Iterable[str], n: int = 3, cutoff: float = 0.5) -> str:
+    """``"Did you mean 'a', 'b'? "`` for the closest of ``choices`` to ``wanted``, or ``""`` when none is close."""
+    close = difflib.get_close_matches(str(wanted).strip().lower(), list(choices), n=n, cutoff=cutoff)
+    return f"Did you mean {', '.join(repr(c) for c in close)}? " if close else ""

@@ -56,7 +56,8 @@ class Picker:
 
 def model_options() -> list[Option]:
     """Models a learner can pick: the offline bundled GGUFs first, then catalog models from the hub."""
-    from slmlab import catalog, models
+    from slmlab import models
+    from slmlab.models import catalog
 
     options: list[Option] = [
         (f"{m.key} (offline)", m.key) for m in models.BUNDLED.values() if m.format == "gguf"
@@ -69,25 +70,25 @@ def model_options() -> list[Option]:
 
 def hardware_options() -> list[Option]:
     """Hardware presets to plan for, plus this machine."""
-    from slmlab import hardware
+    from slmlab.models import hardware
 
     return [("This machine", "this-machine")] + [(h.label, h.key) for h in hardware.PRESETS.values()]
 
 
 def quant_options() -> list[Option]:
     """GGUF quantization types the footprint calculator knows, from most to fewest bits."""
-    from slmlab import footprint
+    from slmlab.models import footprint
 
     return [(q, q) for q in footprint.quant_types()]
 
 
 def model_picker(default: str = "smollm2-135m-instruct", options: Sequence[Option | Any] | None = None) -> Picker:
-    """A model picker whose value is a reference `slmlab.models.resolve` accepts."""
+    """A model picker whose value is a reference `slmlab.models.resolver.resolve` accepts."""
     return Picker("Model", model_options() if options is None else options, default)
 
 
 def hardware_picker(default: str = "binder-2gb", options: Sequence[Option | Any] | None = None) -> Picker:
-    """A hardware-preset picker whose value is a key `slmlab.hardware.get_preset` accepts."""
+    """A hardware-preset picker whose value is a key `slmlab.models.hardware.get_preset` accepts."""
     return Picker("Hardware", hardware_options() if options is None else options, default)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from slmlab.backends.base import Backend, Generation, GenerationOptions, Scorer, Timings
 from slmlab.errors import SlmLabError
-from slmlab.models import DEFAULT_MODEL, ResolvedModel
+from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel
 
 ENGINES = {
     "llamacpp": "llama.cpp via llama-cpp-python: GGUF files, fast on CPU",

@@ -1,12 +1,12 @@
 """Microsoft Foundry Local as a backend: a local ONNX Runtime GenAI folder, registered, loaded and chatted in-process.
 
-``FoundryBackend`` puts the folder (slmlab.convert builds it from the bundled GGUF) in Foundry Local's LOCAL
+``FoundryBackend`` puts the folder (slmlab.convert.gguf_to_onnx builds it from the bundled GGUF) in Foundry Local's LOCAL
 catalog, loads it, and answers through one ``ChatSession`` whose turns are undone after every call, so each call
 sees only its own messages and the session's KV cache is allocated once. Answers always stream; TTFT and decode
 speed are timed on the streamed pieces, token counts come from Foundry's usage. Foundry's sessions only chat:
 they apply the model's chat template and accept nothing but messages, so plain completion (generate) and
 tokenize are not available here — the same folder in the 'onnx' engine does both. Nothing goes online
-(see slmlab.foundry_local).
+(see slmlab.foundry.local).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from slmlab import foundry_local
 from slmlab.backends.base import BackendBase, Generation, GenerationOptions, Timings, cut_at_stop, prompt_too_long
 from slmlab.errors import SlmLabError
-from slmlab.models import DEFAULT_MODEL, BUNDLED, ResolvedModel
+from slmlab.foundry import local as foundry_local
+from slmlab.models.resolver import BUNDLED, DEFAULT_MODEL, ResolvedModel
+
 
 def foundry_search_options(opts: GenerationOptions, max_output_tokens: int | None = None) -> dict[str, Any]:
     """The options as Foundry Local's SearchOptions fields (stop strings are applied by slmlab on the stream)."""
@@ -93,7 +94,7 @@ class FoundryBackend(BackendBase):
 
     def _open(self) -> Any:
         session = self._require_open(getattr(self, "session", None))
-        if session._closed:  # the manager was closed under it (slmlab.foundry_local.shutdown())
+        if session._closed:  # the manager was closed under it (slmlab.foundry.local.shutdown())
             raise SlmLabError("Foundry Local was shut down, which ended this backend's session.",
                               "Open a new one with FoundryBackend(...) (or open_backend('foundry', ...)).")
         return session

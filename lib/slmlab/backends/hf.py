@@ -11,10 +11,19 @@ from threading import Event, Thread
 from time import perf_counter
 from typing import Any
 
-from slmlab.backends.base import (BackendBase, ids_to_score, Generation, GenerationOptions, Timings, cut_at_stop, hf_kwargs,
-                                  prompt_too_long, release_memory)
+from slmlab.backends.base import (
+    BackendBase,
+    Generation,
+    GenerationOptions,
+    Timings,
+    cut_at_stop,
+    hf_kwargs,
+    ids_to_score,
+    prompt_too_long,
+    release_memory,
+)
 from slmlab.errors import SlmLabError
-from slmlab.models import DEFAULT_MODEL, ResolvedModel, resolve
+from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, resolve
 from slmlab.progress import progress_class
 
 PIP_HF = "pip install -e '.[hf]'  (install torch from the CPU index first: see README)"

@@ -7,10 +7,18 @@ from collections.abc import Callable, Iterator, Sequence
 from time import perf_counter
 from typing import Any
 
-from slmlab.backends.base import (BackendBase, Generation, GenerationOptions,
-                                  Timings, ids_to_score, llamacpp_kwargs, prompt_too_long, release_memory)
+from slmlab.backends.base import (
+    BackendBase,
+    Generation,
+    GenerationOptions,
+    Timings,
+    ids_to_score,
+    llamacpp_kwargs,
+    prompt_too_long,
+    release_memory,
+)
 from slmlab.errors import SlmLabError
-from slmlab.models import DEFAULT_MODEL, ResolvedModel, load_llama, resolve
+from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, load_llama, resolve
 
 
 class LlamaCppBackend(BackendBase):

@@ -14,7 +14,7 @@ from typing import Any
 
 from slmlab.backends.base import BackendBase, Generation, GenerationOptions, Timings
 from slmlab.errors import SlmLabError
-from slmlab.models import DEFAULT_MODEL, ResolvedModel
+from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel
 
 START_HINT = ("Start one: `slmlab serve ollama` (slmlab's Ollama-compatible server, or "
               "slmlab.serve.ollama.ollama_server() from Python), or `ollama serve` for a real Ollama; "

@@ -1,6 +1,6 @@
 """ONNX Runtime: ORT GenAI's generation loop (`OrtGenAIBackend`), and the same loop by hand (`OrtGreedyBackend`).
 
-Both run a folder made by ONNX Runtime GenAI's model builder (see slmlab.convert): ``model.onnx`` (+ ``.data``),
+Both run a folder made by ONNX Runtime GenAI's model builder (see slmlab.convert.gguf_to_onnx): ``model.onnx`` (+ ``.data``),
 ``genai_config.json`` and the tokenizer files. ORT GenAI does for you what ``OrtGreedyBackend`` spells out in a
 dozen lines: tokenize, apply the chat template, run the prompt, then feed each new token back with the KV cache
 (``past_key_values.*`` in, ``present.*`` out) until the end-of-answer token.
@@ -16,10 +16,18 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from slmlab.backends.base import (BackendBase, Generation, GenerationOptions,
-                                  Timings, cut_at_stop, ids_to_score, prompt_too_long, release_memory)
+from slmlab.backends.base import (
+    BackendBase,
+    Generation,
+    GenerationOptions,
+    Timings,
+    cut_at_stop,
+    ids_to_score,
+    prompt_too_long,
+    release_memory,
+)
 from slmlab.errors import SlmLabError
-from slmlab.models import DEFAULT_MODEL, ResolvedModel
+from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel
 
 PIP_ONNX = "pip install -e '.[onnx]'"
 
@@ -38,8 +46,8 @@ def model_folder(model: ResolvedModel | str | os.PathLike, precision: str) -> Pa
         return path
     if path is not None and path.is_dir() and (path / "model.onnx").is_file():
         raise SlmLabError(f"{path} has a model.onnx but no genai_config.json.",
-                          "Build the folder with slmlab.convert.hf_to_ort_genai(), which writes both.")
-    from slmlab.convert import ort_genai_folder
+                          "Build the folder with slmlab.convert.gguf_to_onnx.hf_to_ort_genai(), which writes both.")
+    from slmlab.convert.gguf_to_onnx import ort_genai_folder
 
     return ort_genai_folder(model, precision)
 
@@ -73,7 +81,7 @@ class OrtGenAIBackend(BackendBase):
             self.tokenizer = og.Tokenizer(self.model)
         except Exception as exc:  # og raises plain RuntimeErrors for broken folders
             raise SlmLabError(f"ONNX Runtime GenAI could not load {self.folder}: {exc}",
-                              "Rebuild it: slmlab.convert.hf_to_ort_genai(hf_dir, precision, force=True).") from None
+                              "Rebuild it: slmlab.convert.gguf_to_onnx.hf_to_ort_genai(hf_dir, precision, force=True).") from None
         self.load_s = perf_counter() - start
         self.model_name = self.folder.name
         self.trained_ctx = int(_genai_config(self.folder).get("context_length") or 1 << 30)
@@ -213,7 +221,7 @@ def folder_next_token_argmax(folder: str | os.PathLike, token_ids: Sequence[int]
     folder = Path(folder)
     if not (folder / "genai_config.json").is_file():
         raise SlmLabError(f"{folder} is not an ORT GenAI model folder (no genai_config.json).",
-                          "Build one with slmlab.convert.hf_to_ort_genai() or slmlab.onnx_quantize.prepare().")
+                          "Build one with slmlab.convert.gguf_to_onnx.hf_to_ort_genai() or slmlab.convert.onnx_quantize.prepare().")
     decoder = _Decoder(folder)
     try:
         return decoder.argmax_all(token_ids, int(_genai_config(folder).get("context_length") or 1 << 30))

@@ -24,7 +24,7 @@ from slmlab.errors import SlmLabError, UpstreamError
 API_KEY_ENV = "SLMLAB_API_KEY"  # read when api_key is not passed
 START_HINT = ("Start one first, e.g. `with slmlab.serve.llamacpp_server() as server: "
               "backend = OpenAIBackend(server.url)`, or in a terminal: `python -m llama_cpp.server --model "
-              "<file.gguf> --host 127.0.0.1 --port 8000` (the path: slmlab.models.resolve('smollm2-135m-instruct')"
+              "<file.gguf> --host 127.0.0.1 --port 8000` (the path: slmlab.models.resolver.resolve('smollm2-135m-instruct')"
               ".path). Then check the host and port in the URL.")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 

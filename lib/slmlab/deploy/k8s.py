@@ -1,7 +1,7 @@
 """Kubernetes manifests for a deployment, and their validation against the Kubernetes API schemas.
 
 Rendered: Namespace (Pod Security "restricted" enforced), ServiceAccount (no token), engine and gateway
-Deployments (probes, resources from `slmlab.footprint`, restricted securityContext, Secret references for
+Deployments (probes, resources from `slmlab.models.footprint`, restricted securityContext, Secret references for
 API keys), Services, HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudgets, NetworkPolicies, and a
 Role + RoleBinding that let Prometheus discover the engine pods (read pods in the namespace, nothing else).
 Validated offline with `kubernetes-validate` (strict schemas: an unknown or misspelt field is an error).

@@ -4,8 +4,8 @@
                           quantization="Q4_K_M", hardware="laptop-8gb")
     plan = spec.plan()          # raises SpecError naming every problem, or returns sizes and images
 
-The checks use the course's own data: the model catalog (`slmlab.catalog`), the hardware presets
-(`slmlab.hardware`) and the memory calculator (`slmlab.footprint`).
+The checks use the course's own data: the model catalog (`slmlab.models.catalog`), the hardware presets
+(`slmlab.models.hardware`) and the memory calculator (`slmlab.models.footprint`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmlab import catalog, footprint
 from slmlab.deploy.engines import ENGINES, Engine
 from slmlab.errors import SlmLabError
-from slmlab.hardware import Hardware, get_preset
+from slmlab.models import catalog, footprint
+from slmlab.models.hardware import Hardware, get_preset
 
 HEADROOM = 1.2  # requests = estimate × 1.2: allocator slack, request bursts, the estimate's own error
 GPU_HOST_GB = 1.0  # host RAM a GPU engine needs besides its runtime: staging buffers while weights load

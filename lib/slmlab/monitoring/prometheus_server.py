@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from slmlab.errors import SlmLabError
 from slmlab.monitoring.promql import PromQL
-from slmlab.serve.process import HOST, ServerProcess
+from slmlab.process import HOST, ServerProcess
 
 PROMETHEUS_ENV = "SLMLAB_PROMETHEUS"  # another prometheus binary than the one on PATH
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")

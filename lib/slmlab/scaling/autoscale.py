@@ -42,14 +42,14 @@ class Capacity:
 
 
 def replica_capacity(table: Any, slo_p95_ms: float, metric: str = "p95_e2el_ms") -> Capacity:
-    """Per-replica capacity from one replica's load tests (`slmlab.loadtest.summary_table` rows).
+    """Per-replica capacity from one replica's load tests (`slmlab.measure.loadtest.summary_table` rows).
 
     The highest request throughput among the runs whose `metric` (p95 end-to-end latency, ms) met the SLO.
     """
     for column in ("request_throughput", "concurrency", metric):
         if column not in getattr(table, "columns", []):
             raise SlmLabError(f"The table has no column {column!r}.",
-                              "Pass slmlab.loadtest.summary_table(...) of load tests on ONE replica.")
+                              "Pass slmlab.measure.loadtest.summary_table(...) of load tests on ONE replica.")
     if not slo_p95_ms > 0:
         raise SlmLabError(f"slo_p95_ms={slo_p95_ms!r} must be > 0.", "E.g. slo_p95_ms=3000 (3 s).")
     within = table[table[metric] <= slo_p95_ms]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from slmlab.errors import SlmLabError
-from slmlab.serve.process import HOST, ServerProcess, free_port
+from slmlab.process import HOST, ServerProcess, free_port
 
 METHODS = ("least_conn", "round_robin", "ip_hash", "random two least_conn")
 NEXT_UPSTREAM = ("error", "timeout", "http_502", "http_503", "non_idempotent")

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slmlab.errors import SlmLabError
-from slmlab.models import DEFAULT_MODEL, ResolvedModel, resolve
+from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, resolve
+from slmlab.process import HOST, ServerProcess, free_port
 from slmlab.serve.llamacpp_server import llamacpp_server
-from slmlab.serve.process import HOST, ServerProcess, free_port
 
 
 class Replicas:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slmlab.errors import SlmLabError
-from slmlab.loadtest import DEFAULT_PROMPTS, endpoint
+from slmlab.measure.loadtest import DEFAULT_PROMPTS, endpoint
 from slmlab.scaling.nginx_lb import UPSTREAM_HEADER
 
 REQUEST_COLUMNS = ["request", "ok", "attempts", "replicas", "errors", "start_s", "end_s", "e2el_s", "chunks", "text"]

@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 from slmlab.errors import SlmLabError
-from slmlab.models import DEFAULT_MODEL, ResolvedModel, resolve
-from slmlab.serve.process import HOST, ServerProcess
+from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, resolve
+from slmlab.process import HOST, ServerProcess
 
 PIP_SERVE = "pip install -e '.[serve]'  (or: pip install 'llama-cpp-python[server]')"
 SERVER_MODULES = ("fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
@@ -30,7 +30,7 @@ def _settings_fields() -> list[str]:
 def llamacpp_command(gguf: str | os.PathLike, alias: str, n_ctx: int = 2048, api_key: str | None = None,
                      n_threads: int | None = None, **settings: Any) -> list[str]:
     """The `python -m llama_cpp.server …` command line, with "{port}" where the port goes."""
-    from slmlab.hardware import physical_cores
+    from slmlab.models.hardware import physical_cores
 
     fields = _settings_fields()
     # llama.cpp rounds the context up to a multiple of 256; asking for the rounded size keeps

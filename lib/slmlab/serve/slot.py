@@ -150,7 +150,7 @@ class ModelSlot:
             async with self.lock:
                 await asyncio.wait_for(loop.run_in_executor(self._executor, _ping, self.backend), timeout)
             return True, "ok"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False, f"the model did not answer a health check within {timeout:g} s"
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             return False, _message(exc)

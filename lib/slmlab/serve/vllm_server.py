@@ -1,6 +1,6 @@
 """vLLM's OpenAI-compatible server on the CPU, started with the Python of vLLM's own virtualenv, on 127.0.0.1.
 
-vLLM has no GGUF loader, so a GGUF model is first converted to a Hugging Face folder (``slmlab.convert.gguf_to_hf``,
+vLLM has no GGUF loader, so a GGUF model is first converted to a Hugging Face folder (``slmlab.convert.gguf_to_onnx.gguf_to_hf``,
 cached). It is served in float32 (bf16 gives garbage for SmolLM2 on this CPU) and with ``--enforce-eager``
 (no graph compilation: ready in 30–55 s instead of minutes)::
 
@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from slmlab.errors import SlmLabError
-from slmlab.models import DEFAULT_MODEL, ResolvedModel, resolve
-from slmlab.serve.process import HOST, ServerProcess
+from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, resolve
+from slmlab.process import HOST, ServerProcess
 
 DEFAULT_MAX_MODEL_LEN = 2048
 # vLLM's CPU backend otherwise reserves --gpu-memory-utilization (0.92) of the NUMA node's memory and refuses to
@@ -48,7 +48,7 @@ def model_folder(model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL) -> Pa
     if resolved.format != "gguf":
         raise SlmLabError(f"vLLM cannot load {resolved.name} ({resolved.format}).",
                           "Pass a GGUF model (it is converted to a Hugging Face folder) or such a folder.")
-    from slmlab.convert import gguf_to_hf
+    from slmlab.convert.gguf_to_onnx import gguf_to_hf
 
     return gguf_to_hf(resolved)
 
@@ -67,7 +67,7 @@ def vllm_command(model_dir: str | os.PathLike, served_model_name: str, api_key: 
                  extra_args: Sequence[str] = ()) -> list[str]:
     """The `python -m vllm.entrypoints.openai.api_server …` command line, with "{port}" where the port goes."""
     if python is None:
-        from slmlab.vllm_env import vllm_python
+        from slmlab.setup.vllm_env import vllm_python
 
         python = vllm_python()
     if not isinstance(max_model_len, int) or max_model_len < 16:
@@ -140,9 +140,9 @@ def vllm_server(model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL, port: 
     `served_model_name` (default: its slmlab name); `kv_cache_gb` GiB of RAM are reserved for the KV cache
     (vLLM's paged cache: it bounds how many tokens all running requests hold together). `extra_args` go to vLLM's command line
     (e.g. ["--max-num-seqs", "8"]); `env` adds environment variables (e.g. {"VLLM_CPU_KVCACHE_SPACE": "1"});
-    `venv` is vLLM's virtualenv (default: slmlab.vllm_env.venv_dir()).
+    `venv` is vLLM's virtualenv (default: slmlab.setup.vllm_env.venv_dir()).
     """
-    from slmlab.vllm_env import vllm_python
+    from slmlab.setup.vllm_env import vllm_python
 
     python = vllm_python(venv)  # first: a missing venv is reported before a 20 s conversion
     folder = model_folder(model)

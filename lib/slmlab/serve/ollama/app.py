@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,8 +25,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from slmlab.backends.base import GenerationOptions
 from slmlab.errors import SlmLabError
-from slmlab.ollama_modelfile import PARAMETERS, check_parameter
 from slmlab.serve.ollama.metrics import Metrics
+from slmlab.serve.ollama.modelfile import PARAMETERS, check_parameter
 from slmlab.serve.ollama.registry import ModelEntry, Registry
 from slmlab.serve.ollama.runner import Loaded, Runner, parse_keep_alive
 
@@ -48,7 +48,7 @@ class ApiError(Exception):
 
 
 def _created_at() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _ns(seconds: float) -> int:
@@ -360,7 +360,7 @@ def create_app(registry: Registry | None = None, runner: Runner | None = None, p
             state.metrics.errors.labels(route).inc()
         return response
 
-    from slmlab.serve.ollama import routes, openai_compat
+    from slmlab.serve.ollama import openai_compat, routes
 
     routes.add_routes(app, state)
     openai_compat.add_routes(app, state)

@@ -1,6 +1,6 @@
 """The model store behind ``/api/tags``, ``/api/create``, ``/api/copy``, ``/api/delete``, ``/api/pull``.
 
-One JSON manifest (``manifest.json``) under ``$OLLAMA_MODELS`` or ``slmlab.models.cache_dir()/ollama`` lists the
+One JSON manifest (``manifest.json``) under ``$OLLAMA_MODELS`` or ``slmlab.models.resolver.cache_dir()/ollama`` lists the
 models by name. A model is a base (a bundled slmlab model, or a GGUF blob uploaded through ``/api/blobs``) plus
 the layers a Modelfile adds: template, system prompt, parameters, messages, licence. Weights are never copied:
 bundled ones stay in their packages, uploaded ones in ``blobs/``.
@@ -16,7 +16,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ def store_dir() -> Path:
     if env:
         root = Path(env).expanduser()
     else:
-        from slmlab.models import cache_dir
+        from slmlab.models.resolver import cache_dir
 
         root = cache_dir() / "ollama"
     root.mkdir(parents=True, exist_ok=True)
@@ -42,7 +42,7 @@ def store_dir() -> Path:
 
 def now_iso() -> str:
     """The current time as Ollama writes it (RFC 3339 with fractional seconds and offset)."""
-    return datetime.now(timezone.utc).astimezone().isoformat()
+    return datetime.now(UTC).astimezone().isoformat()
 
 
 def sha256_text(text: str) -> str:
@@ -152,7 +152,7 @@ class Registry:
     def weights_path(self, entry: ModelEntry) -> Path:
         """The weights on disk: a GGUF file, or the sentence-transformers folder."""
         if entry.base:
-            from slmlab.models import resolve
+            from slmlab.models.resolver import resolve
 
             return resolve(entry.base, verify=False).path
         path = self.blob_path(entry.blob)
@@ -175,7 +175,7 @@ class Registry:
             count = _safetensors_params(weights, weights.stat().st_size) if weights.exists() else 0
             return {"parent_model": entry.parent, "format": "safetensors", "family": "bert", "families": ["bert"],
                     "parameter_size": human_params(count), "quantization_level": "F32"}
-        from slmlab.gguf_info import inspect_gguf
+        from slmlab.models.gguf import inspect_gguf
 
         info = inspect_gguf(path)
         return {"parent_model": entry.parent, "format": "gguf", "family": info.architecture,
@@ -186,7 +186,7 @@ class Registry:
         """Ollama's ``model_info``: GGUF metadata under its own key names."""
         if entry.is_embedding:
             return {"general.architecture": "bert", "bert.context_length": 256, "bert.embedding_length": 384}
-        from slmlab.gguf_info import inspect_gguf
+        from slmlab.models.gguf import inspect_gguf
 
         info = inspect_gguf(self.weights_path(entry))
         arch = info.architecture
@@ -240,7 +240,7 @@ class Registry:
         spec = self.bundled(name)
         if spec is None:
             raise KeyError(name)
-        from slmlab.models import resolve, sha256_file, verify_sha256
+        from slmlab.models.resolver import resolve, sha256_file, verify_sha256
 
         yield {"status": "pulling manifest"}
         # The package's own record (wheel RECORD, or Gemma's SHA256SUMS) is the manifest: resolving with

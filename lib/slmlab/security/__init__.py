@@ -1,0 +1,1 @@
+"""Security that is not a server's: guardrails around a chat model and a secrets scan for notebooks."""
