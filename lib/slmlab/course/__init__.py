@@ -1,6 +1,6 @@
 """Course machinery: build labs from solutions, run notebooks headlessly, grade submissions.
 
-The notebook conventions every part relies on (DESIGN.md §4) live here:
+The notebook conventions every part relies on (docs/architecture.md, "A notebook") live here:
 
 * the first code cell is tagged ``parameters``; papermill injects values after it;
 * exercise code sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``; ``# HINT:``
