@@ -25,6 +25,8 @@ from slmlab.monitoring.promtool import check_rules
 VALUES_PATH = "helm/prometheus-adapter-values.yaml"
 PROMETHEUS_URL = "http://prometheus.monitoring.svc"  # where the cluster's Prometheus answers (edit to yours)
 PROMETHEUS_PORT = 9090
+# promtool's complaint about one query, checked as a recording rule named custom_<rule index>:<field>
+_PROMTOOL_RULE = re.compile(r'^\d+:\d+: group "adapter", rule \d+, "custom_(\d+):(\w+)": (.*)$')
 
 
 def load_query(gauges: tuple[str, ...], matchers: str = "<<.LabelMatchers>>", group_by: str = "<<.GroupBy>>") -> str:
@@ -82,9 +84,6 @@ def check_adapter_values(text: str, path: str = VALUES_PATH) -> list[Finding]:
             rule["metricsQuery"].replace("<<.LabelMatchers>>", 'namespace="slm",pod=~"slm-engine-.*"')
             .replace("<<.GroupBy>>", "pod").replace("<<.Series>>", "up"))
     return problems + (_check_queries(queries, path) if queries else [])
-
-
-_PROMTOOL_RULE = re.compile(r'^\d+:\d+: group "adapter", rule \d+, "custom_(\d+):(\w+)": (.*)$')
 
 
 def _check_queries(queries: dict[str, str], path: str) -> list[Finding]:
