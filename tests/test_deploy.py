@@ -26,11 +26,12 @@ from slmlab.deploy import (
     load_spec,
     memory_request_mi,
     policy,
-    prometheus,
     render_all,
     render_to,
 )
 from slmlab.errors import SlmLabError
+from slmlab.monitoring import promtool
+from slmlab.monitoring.promtool import promtool_path
 
 pytestmark = pytest.mark.fast
 
@@ -60,7 +61,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_every_artifact_passes_every_checker(rendered: dict[str, Path], case: str) -> None:
     report = check_dir(rendered[case])
     assert report.ok, report.summary()
-    promtool = {"promtool": 2} if prometheus.promtool_path() else {}
+    promtool = {"promtool": 2} if promtool_path() else {}
     assert report.checked == {"hadolint": 2, "compose schema": 1, "kubernetes schemas": 14, "policy": 14, **promtool}
 
 
@@ -163,9 +164,78 @@ def test_spec_yaml_rejects_unknown_fields(tmp_path: Path) -> None:
     path.write_text("engine: ollama\nquantisation: Q4_K_M\n")
     with pytest.raises(SpecError, match="quantisation: unknown field") as info:
         load_spec(path)
-    assert "did you mean 'quantization'" in str(info.value)
+    assert "Did you mean 'quantization'" in str(info.value)
     with pytest.raises(SlmLabError, match="does not exist"):
         load_spec(tmp_path / "missing.yaml")
+
+
+def windows_text(text: str) -> bytes:
+    """`text` as Windows Notepad saves it: a UTF-8 byte-order mark, CRLF line ends."""
+    return b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8")
+
+
+def test_a_spec_written_on_windows_loads_like_a_plain_one(tmp_path: Path) -> None:
+    text = "# my deployment\nname: chat\nengine: ollama\nquantization: Q4_K_M\nhardware: raspberry-pi-5\nauth: none\n"
+    plain, windows = tmp_path / "plain.yaml", tmp_path / "windows.yaml"
+    plain.write_text(text, encoding="utf-8")
+    windows.write_bytes(windows_text(text))
+    assert windows.read_bytes().startswith(b"\xef\xbb\xbf") and b"\r\n" in windows.read_bytes()
+    assert load_spec(windows) == load_spec(plain) == DeploymentSpec(**CASES["ollama-cpu"], name="chat")
+    assert render_all(load_spec(windows)) == render_all(load_spec(plain))
+    windows.write_bytes(windows_text("engine: ollama\nquantisation: Q4_K_M\n"))  # a typo still names its field
+    with pytest.raises(SpecError, match="quantisation: unknown field"):
+        load_spec(windows)
+    windows.write_bytes("name: chat\r\nregistry: registry.example.com/größe\r\n".encode("cp1252"))  # "ANSI"
+    with pytest.raises(SlmLabError, match=r"windows.yaml is not UTF-8 text \(line 2") as info:
+        load_spec(windows)
+    assert "Save it as UTF-8" in str(info.value)
+
+
+def test_a_bundle_edited_on_windows_checks_like_the_rendered_one(rendered: dict[str, Path], tmp_path: Path) -> None:
+    source = rendered["llamacpp-server-cpu"]
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        copy_to = tmp_path / path.relative_to(source)
+        copy_to.parent.mkdir(parents=True, exist_ok=True)
+        copy_to.write_bytes(windows_text(path.read_text(encoding="utf-8")))
+    report = check_dir(tmp_path)
+    assert report.ok, report.summary()
+    assert report.checked == check_dir(source).checked
+
+
+def test_serving_images_are_looked_up_by_engine_name() -> None:
+    from slmlab.deploy import SERVING_IMAGES, get_serving_image
+
+    assert get_serving_image(" Ollama ") is SERVING_IMAGES["ollama"]
+    with pytest.raises(SlmLabError, match="Did you mean 'llamacpp-server'") as info:
+        get_serving_image("llamacpp-servr")
+    assert "Engines: vllm, ollama, llamacpp-server, ort-service." in str(info.value)
+    problems = DeploymentSpec(engine="olama").problems()
+    assert [(p.field, p.hint) for p in problems] == [
+        ("engine", "Did you mean 'ollama'? Engines: vllm, ollama, llamacpp-server, ort-service")]
+
+
+def test_every_checker_reports_the_same_finding_record(tmp_path: Path) -> None:
+    from slmlab.deploy import Finding
+
+    files = render_all(DeploymentSpec(name="chat", **CASES["llamacpp-server-cpu"]))
+    files["docker/gateway.Dockerfile"] = files["docker/gateway.Dockerfile"].replace("HEALTHCHECK", "# HEALTHCHECK")
+    compose_doc = yaml.safe_load(files["compose.yaml"])
+    compose_doc["services"]["engine"]["read_onyl"] = True
+    files["compose.yaml"] = yaml.safe_dump(compose_doc)
+    from slmlab.deploy import write_bundle
+
+    write_bundle(files, tmp_path)
+    report = check_dir(tmp_path)
+    found = [f for checker in report.findings.values() for f in checker]
+    assert found and all(isinstance(f, Finding) for f in found)
+    assert [str(f) for f in report.compose] == [
+        "compose.yaml: services.engine: Unevaluated properties are not allowed ('read_onyl' was unexpected) "
+        "[unevaluatedProperties]"]
+    assert "docker/gateway.Dockerfile: the final stage needs a HEALTHCHECK [SLM002]" in [str(f) for f in report.lint]
+    table = report.table()
+    assert list(table.columns) == ["checker", "file", "object", "where", "rule", "severity", "message"]
+    assert set(table["checker"]) == {"hadolint", "compose schema"} and len(table) == len(found)
+    assert "✗ compose schema: 1 file(s), 1 problem(s)" in report.summary()
 
 
 INSECURE = """\
@@ -230,9 +300,10 @@ INSECURE_VIOLATIONS = {
 
 def test_insecure_manifest_yields_exactly_its_violations() -> None:
     violations = check_text(INSECURE, "insecure.yaml", with_bundle_rules=True)
-    assert {(v.field, v.rule) for v in violations} == INSECURE_VIOLATIONS
+    assert {(v.where, v.rule) for v in violations} == INSECURE_VIOLATIONS
     assert len(violations) == len(INSECURE_VIOLATIONS)
-    assert all(v.path == "insecure.yaml" and v.kind == "Deployment" and v.name == "chat" for v in violations)
+    assert all(v.file == "insecure.yaml" and v.subject == "Deployment/chat" and v.severity == "error"
+               for v in violations)
     text = policy.report(violations)
     assert "insecure.yaml: Deployment/chat: spec.template.spec.containers[0].securityContext.runAsNonRoot" in text
     # the schema accepts it: a valid manifest can still be an insecure one
@@ -264,27 +335,30 @@ def test_check_dir_names_the_file_of_a_tampered_manifest(rendered: dict[str, Pat
         "k8s/03-gateway-deployment.yaml: Deployment/chat-gateway: "
         "spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem: must be true "
         "(write only to mounted volumes) [read-only-root-fs]"]
-    assert {f.code for f in report.lint} == {"DL3002", "DL3066", "SLM001"}
+    assert {f.rule for f in report.lint} == {"DL3002", "DL3066", "SLM001"}
+    assert all(f.file == "docker/engine.Dockerfile" and f.where.startswith("line ") for f in report.lint)
     assert report.kubernetes == [] and report.compose == []
 
 
 def test_hadolint_and_course_rules_catch_a_bad_dockerfile() -> None:
     bad = "FROM python:latest\nENV OPENAI_API_KEY=sk-abc\nRUN pip install fastapi\nCMD [\"python\"]\n"
-    codes = {f.code for f in docker.lint(bad)}
+    codes = {f.rule for f in docker.lint(bad)}
     assert {"DL3007", "DL3013", "DL3042", "DL3064", "SLM001", "SLM002"} <= codes
     assert docker.hadolint_path().name.startswith("hadolint")
 
 
 def test_schemas_catch_typos() -> None:
     errors = compose.validate_compose({"services": {"engine": {"image": "x:1", "read_onyl": True}}})
-    assert errors and errors[0].field == "services.engine" and "read_onyl" in errors[0].message
+    assert errors and errors[0].where == "services.engine" and "read_onyl" in errors[0].message
+    assert errors[0].rule == "unevaluatedProperties" and str(errors[0]).startswith("compose.yaml: services.engine: ")
     data = yaml.safe_load(INSECURE)
     data["spec"]["replica"] = 2  # a typo of "replicas": strict schemas reject unknown fields
     problems = k8s.validate_manifest(k8s.Manifest("d.yaml", 0, data))
-    assert len(problems) == 1 and problems[0].field == "spec" and "'replica' was unexpected" in problems[0].message
+    assert len(problems) == 1 and problems[0].where == "spec" and "'replica' was unexpected" in problems[0].message
+    assert problems[0].subject == "Deployment/chat" and problems[0].file == "d.yaml"
 
 
-@pytest.mark.skipif(prometheus.promtool_path() is None, reason="promtool not installed (apt-get install prometheus)")
+@pytest.mark.skipif(promtool_path() is None, reason="promtool not installed (apt-get install prometheus)")
 def test_promtool_catches_a_broken_prometheus_config(tmp_path: Path) -> None:
     files = render_all(DeploymentSpec(name="chat", **CASES["vllm-cpu"]))
     files["prometheus/prometheus.yml"] = files["prometheus/prometheus.yml"].replace("scrape_interval", "scrape_intervl")
@@ -293,8 +367,8 @@ def test_promtool_catches_a_broken_prometheus_config(tmp_path: Path) -> None:
     write_bundle(files, tmp_path)
     report = check_dir(tmp_path)
     assert not report.ok and report.policy == [] and report.lint == []
-    assert len(report.prometheus) == 1 and "prometheus/prometheus.yml" in report.prometheus[0]
-    assert "scrape_intervl" in report.prometheus[0]
+    assert len(report.prometheus) == 1 and report.prometheus[0].file == "prometheus/prometheus.yml"
+    assert "scrape_intervl" in report.prometheus[0].message and report.prometheus[0].rule == "promtool"
 
 
 def test_cli_render_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -350,20 +424,23 @@ def test_scaling_on_cpu_renders_no_adapter_and_parallel_is_the_default_target() 
     assert DeploymentSpec(scale_on="requests", parallel=3).plan().target_requests == 3.0
 
 
-@pytest.mark.skipif(prometheus.promtool_path() is None, reason="promtool not installed (apt-get install prometheus)")
+@pytest.mark.skipif(promtool_path() is None, reason="promtool not installed (apt-get install prometheus)")
 def test_adapter_check_catches_a_broken_query_and_a_missing_rule() -> None:
     from slmlab.deploy.adapter import VALUES_PATH, check_adapter_values
 
     text = render_all(DeploymentSpec(name="chat", scale_on="requests"))[VALUES_PATH]
     assert check_adapter_values(text) == []
-    broken = text.replace("sum by (<<.GroupBy>>) (llamacpp:requests_deferred", "sum by (<<.GroupBy>> (llamacpp:requests_deferred")
+    broken = text.replace("sum by (<<.GroupBy>>) (llamacpp:requests_deferred",
+                          "sum by (<<.GroupBy>> (llamacpp:requests_deferred")
     assert broken != text
     problems = check_adapter_values(broken)
-    assert len(problems) == 1 and VALUES_PATH in problems[0] and "parse error" in problems[0]
-    assert "rules.custom lists no rule" in check_adapter_values("rules: {default: false}")[0]
+    assert len(problems) == 1 and problems[0].file == VALUES_PATH and "parse error" in problems[0].message
+    assert problems[0].where == "rules.custom[0].metricsQuery" and problems[0].rule == "promql"
+    missing = check_adapter_values("rules: {default: false}")
+    assert missing[0].where == "rules.custom" and "lists no rule" in missing[0].message
 
 
-@pytest.mark.skipif(prometheus.promtool_path() is None, reason="promtool not installed (apt-get install prometheus)")
+@pytest.mark.skipif(promtool_path() is None, reason="promtool not installed (apt-get install prometheus)")
 def test_kubernetes_prometheus_config_is_checked_even_where_promtool_lacks_kubernetes_discovery(tmp_path: Path) -> None:
     files = render_all(DeploymentSpec(name="chat", **CASES["vllm-cpu"]))
     path = "prometheus/prometheus-kubernetes.yml"
@@ -372,4 +449,9 @@ def test_kubernetes_prometheus_config_is_checked_even_where_promtool_lacks_kuber
 
     write_bundle(files, tmp_path)
     report = check_dir(tmp_path)
-    assert len(report.prometheus) == 1 and path in report.prometheus[0] and "keepit" in report.prometheus[0]
+    assert len(report.prometheus) == 1 and report.prometheus[0].file == path
+    assert "keepit" in report.prometheus[0].message
+    lacks_kubernetes_sd = promtool.K8S_SD_MISSING in " ".join(
+        promtool.complaints(promtool.run_promtool("check", "config", "--syntax-only", str(tmp_path / path)),
+                            tmp_path / path))
+    assert any(note == f"{path}: {promtool.K8S_SD_NOTE}" for note in report.notes) == lacks_kubernetes_sd

@@ -63,6 +63,27 @@ def test_generated_config_passes_promtool(tmp_path):
         prometheus_config([scrape_target("a", FakeServer()), scrape_target("a", FakeServer())])
 
 
+@needs_prometheus
+@pytest.mark.fast
+def test_promtool_checks_a_kubernetes_config_even_without_kubernetes_discovery(tmp_path):
+    import yaml
+
+    from slmlab.monitoring import promtool
+
+    config = {"scrape_configs": [{"job_name": "engine", "kubernetes_sd_configs": [{"role": "pod"}],
+                                  "relabel_configs": [{"action": "keep", "source_labels": ["__meta_x"]}]}]}
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    notes: list[str] = []
+    assert promtool.check_config(path, syntax_only=True, notes=notes) == []
+    raw = promtool.complaints(promtool.run_promtool("check", "config", "--syntax-only", str(path)), path)
+    assert (notes == [promtool.K8S_SD_NOTE]) == any(promtool.K8S_SD_MISSING in line for line in raw)
+    config["scrape_configs"][0]["relabel_configs"][0]["action"] = "keepit"  # an error outside the discovery
+    path.write_text(yaml.safe_dump(config))
+    problems = promtool.check_config(path, syntax_only=True)
+    assert len(problems) == 1 and "keepit" in problems[0]
+
+
 # ----------------------------------------------------------------------------- rules (fast)
 
 
@@ -89,6 +110,7 @@ def test_broken_rules_get_promtools_message():
     problems = alerts.check_rules(alerts.rules_yaml([alerts.AlertRule("Bad", "rate(up[1m]", "1m")]))
     assert problems and "parse error" in problems[0] and "Bad" in problems[0]
     assert alerts.check_rules("groups:\n- name: x\n  rules:\n  - alert: A\n    expr: up\n    for: soon\n")
+    assert not any(line.startswith(("Checking", "FAILED")) for line in problems)
     with pytest.raises(SlmLabError, match="repeat"):
         alerts.rules_yaml([alerts.AlertRule("A", "up"), alerts.AlertRule("A", "up")])
 
@@ -161,6 +183,9 @@ def test_dashboard_json_follows_grafanas_model(tmp_path):
     path = grafana.save_dashboard(board, tmp_path / "board.json")
     assert grafana.dashboard_queries(grafana.load_dashboard(path)) == grafana.dashboard_queries(board)
     assert json.loads(path.read_text())["title"] == "SLM service"
+    edited = tmp_path / "edited-on-windows.json"  # a UTF-8 byte-order mark and CRLF, as Notepad saves it
+    edited.write_bytes(b"\xef\xbb\xbf" + path.read_text().replace("\n", "\r\n").encode())
+    assert grafana.load_dashboard(edited) == grafana.load_dashboard(path)
     with pytest.raises(SlmLabError, match="no panels"):
         grafana.load_dashboard({"title": "empty", "panels": []})
     with pytest.raises(SlmLabError, match="no PromQL"):

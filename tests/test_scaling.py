@@ -113,6 +113,9 @@ def test_simulation_tracks_demand(tmp_path):
     assert summary["peak_replicas"] == 4 and summary["overloaded_minutes"] > 0
     day = autoscale.load_trace()
     assert len(day) == 1440 and day["requests_per_second"].max() > 5
+    windows = tmp_path / "windows.csv"  # a UTF-8 byte-order mark and CRLF, as Excel or Notepad save it
+    windows.write_bytes(b"\xef\xbb\xbftime_s,requests_per_second\r\n0,1.5\r\n60,2\r\n")
+    assert autoscale.load_trace(windows).to_dict("list") == {"time_s": [0, 60], "requests_per_second": [1.5, 2.0]}
     bad = tmp_path / "bad.csv"
     bad.write_text("t,rps\n0,1\n")
     with pytest.raises(SlmLabError, match="no column"):

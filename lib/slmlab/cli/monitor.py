@@ -68,8 +68,9 @@ def cmd_prometheus(args: argparse.Namespace) -> int:
     from slmlab.monitoring import alerts, prometheus_server
 
     rules = alerts.rules_yaml(alerts.default_rules(for_=args.for_)) if not args.no_rules else None
-    with prometheus_server(dict(args.scrape), rules=rules, scrape_interval=args.interval,
-                           evaluation_interval=args.interval, port=args.port) as prom:
+    prom = prometheus_server(dict(args.scrape), rules=rules, scrape_interval=args.interval,
+                             evaluation_interval=args.interval, port=args.port)
+    with prom:
         print(f"Prometheus at {prom.url} (config {prom.config_path}, log {prom.log_path})")
         print(prom.wait_for_targets(timeout=args.wait)[["job", "health", "scrape_url"]].to_string(index=False))
         if args.once:

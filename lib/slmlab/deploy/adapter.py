@@ -16,12 +16,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from slmlab.deploy.findings import Finding
 from slmlab.deploy.spec import LOAD_METRIC, Plan
+from slmlab.deploy.templating import HEADER
 from slmlab.errors import SlmLabError
+from slmlab.monitoring.promtool import check_rules
 
 VALUES_PATH = "helm/prometheus-adapter-values.yaml"
 PROMETHEUS_URL = "http://prometheus.monitoring.svc"  # where the cluster's Prometheus answers (edit to yours)
 PROMETHEUS_PORT = 9090
+# promtool's complaint about one query, checked as a recording rule named custom_<rule index>:<field>
+_PROMTOOL_RULE = re.compile(r'^\d+:\d+: group "adapter", rule \d+, "custom_(\d+):(\w+)": (.*)$')
 
 
 def load_query(gauges: tuple[str, ...], matchers: str = "<<.LabelMatchers>>", group_by: str = "<<.GroupBy>>") -> str:
@@ -47,8 +52,6 @@ def render_adapter_values(plan: Plan) -> dict[str, str]:
     """helm/prometheus-adapter-values.yaml when the spec scales on requests; nothing otherwise."""
     import yaml
 
-    from slmlab.deploy.render import HEADER
-
     if plan.spec.scale_on != "requests":
         return {}
     values = {"prometheus": {"url": PROMETHEUS_URL, "port": PROMETHEUS_PORT},
@@ -58,31 +61,40 @@ def render_adapter_values(plan: Plan) -> dict[str, str]:
     return {VALUES_PATH: head + yaml.safe_dump(values, sort_keys=False, width=200)}
 
 
-def check_adapter_values(text: str, path: str = VALUES_PATH) -> list[str]:
-    """Problems in adapter values: missing fields, and each metricsQuery that promtool cannot parse once its
-    template variables are filled in as the adapter fills them (empty list: fine)."""
+def check_adapter_values(text: str, path: str = VALUES_PATH) -> list[Finding]:
+    """Problems in adapter values: missing fields, and each query that promtool cannot parse once its template
+    variables are filled in as the adapter fills them (empty list: fine)."""
     import yaml
-
-    from slmlab.monitoring.alerts import check_rules
 
     try:
         values = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        return [f"{path}: not valid YAML: {err}"]
+        return [Finding(path, "", "yaml", f"not valid YAML: {err}")]
     rules = ((values.get("rules") or {}).get("custom") or []) if isinstance(values, dict) else []
     if not rules:
-        return [f"{path}: rules.custom lists no rule, so the HPA's metric would not exist"]
-    problems, exprs = [], []
+        return [Finding(path, "rules.custom", "adapter-rule", "lists no rule, so the HPA's metric would not exist")]
+    problems, queries = [], {}
     for i, rule in enumerate(rules):
         missing = [key for key in ("seriesQuery", "resources", "name", "metricsQuery") if key not in rule]
         if missing:
-            problems.append(f"{path}: rules.custom[{i}] lacks {', '.join(missing)}")
+            problems.append(Finding(path, f"rules.custom[{i}]", "adapter-rule", f"lacks {', '.join(missing)}"))
             continue
-        filled = (rule["metricsQuery"].replace("<<.LabelMatchers>>", 'namespace="slm",pod=~"slm-engine-.*"')
-                  .replace("<<.GroupBy>>", "pod").replace("<<.Series>>", "up"))
-        exprs += [rule["seriesQuery"], filled]
-    if exprs:
-        record = yaml.safe_dump({"groups": [{"name": "adapter", "rules": [{"record": f"adapter:query:{i}", "expr": e}
-                                                                           for i, e in enumerate(exprs)]}]})
-        problems += [f"{path}: {line}" for line in check_rules(record)]
-    return problems
+        queries[f"custom_{i}:seriesQuery"] = rule["seriesQuery"]
+        queries[f"custom_{i}:metricsQuery"] = (
+            rule["metricsQuery"].replace("<<.LabelMatchers>>", 'namespace="slm",pod=~"slm-engine-.*"')
+            .replace("<<.GroupBy>>", "pod").replace("<<.Series>>", "up"))
+    return problems + (_check_queries(queries, path) if queries else [])
+
+
+def _check_queries(queries: dict[str, str], path: str) -> list[Finding]:
+    """promtool parses each query as a recording rule named custom_<i>:<key>; its complaints name the field."""
+    import yaml
+
+    record = yaml.safe_dump({"groups": [{"name": "adapter", "rules": [{"record": name, "expr": expr}
+                                                                       for name, expr in queries.items()]}]})
+    findings = []
+    for line in check_rules(record):
+        match = _PROMTOOL_RULE.match(line)
+        where, message = (f"rules.custom[{match[1]}].{match[2]}", match[3]) if match else ("rules.custom", line)
+        findings.append(Finding(path, where, "promql", message))
+    return findings

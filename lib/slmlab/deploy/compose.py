@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from slmlab.deploy.render import render_template
+from slmlab.deploy.findings import Finding, schema_findings
 from slmlab.deploy.spec import Plan
+from slmlab.deploy.templating import render_template
 from slmlab.errors import SlmLabError
+from slmlab.textfiles import read_text
 
 SCHEMA = Path(__file__).with_name("schemas") / "compose-spec.json"
 
@@ -59,26 +60,7 @@ def _validator() -> Any:
     return cls(schema)
 
 
-@dataclass(frozen=True)
-class SchemaError:
-    """One place where a document breaks its schema."""
-
-    path: str
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.field or '(top level)'}: {self.message}"
-
-
-def _field(parts: Any) -> str:
-    out = ""
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def validate_compose(data: dict[str, Any] | str, path: str = "compose.yaml") -> list[SchemaError]:
+def validate_compose(data: dict[str, Any] | str, path: str = "compose.yaml") -> list[Finding]:
     """Every violation of the Compose Specification's JSON schema (empty list: valid)."""
     import yaml
 
@@ -86,20 +68,20 @@ def validate_compose(data: dict[str, Any] | str, path: str = "compose.yaml") -> 
         try:
             data = yaml.safe_load(data)
         except yaml.YAMLError as err:
-            return [SchemaError(path, "", f"not valid YAML: {err}")]
+            return [Finding(path, "", "yaml", f"not valid YAML: {err}")]
     if not isinstance(data, dict):
-        return [SchemaError(path, "", "a compose file must be a mapping")]
-    errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
-    return [SchemaError(path, _field(e.absolute_path), e.message) for e in errors]
+        return [Finding(path, "", "type", "a compose file must be a mapping")]
+    return schema_findings(_validator(), data, path)
 
 
-def validate_compose_file(file: str | Path, root: str | Path | None = None) -> list[SchemaError]:
-    """Validate a compose file on disk."""
+def validate_compose_file(file: str | Path, root: str | Path | None = None) -> list[Finding]:
+    """Validate a compose file on disk (a UTF-8 byte-order mark and CRLF line ends are fine)."""
     file = Path(file)
     if not file.is_file():
         raise SlmLabError(f"{file} does not exist.", "Render the deployment first: slmlab deploy render SPEC --out DIR")
     rel = str(file.relative_to(root)) if root else str(file)
-    return validate_compose(file.read_text(encoding="utf-8"), rel)
+    return validate_compose(read_text(file, "compose file"), rel)
 
 
-__all__ = ["SchemaError", "render_compose", "validate_compose", "validate_compose_file", "writable_paths"]
+__all__ = ["engine_healthcheck", "render_compose", "scrape_engine_with_key", "validate_compose",
+           "validate_compose_file", "writable_paths"]

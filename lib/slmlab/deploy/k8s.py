@@ -15,9 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from slmlab.deploy.compose import writable_paths
-from slmlab.deploy.engines import GATEWAY_PORT
-from slmlab.deploy.render import render_template
+from slmlab.deploy.findings import Finding, schema_findings
+from slmlab.deploy.images import GATEWAY_PORT
 from slmlab.deploy.spec import LOAD_METRIC, Plan
+from slmlab.deploy.templating import render_template
+from slmlab.errors import SlmLabError
+from slmlab.scaling.autoscale import quantity
+from slmlab.textfiles import read_text
 
 KUBERNETES_VERSION = "1.35.0"  # the schemas validated against (bundled by kubernetes-validate)
 MONITORING_NAMESPACE = "monitoring"  # where Prometheus runs; its pods may scrape the engine
@@ -49,8 +53,6 @@ def engine_volumes(plan: Plan) -> list[dict[str, Any]]:
 
 def render_manifests(plan: Plan) -> dict[str, str]:
     """k8s/NN-<name>.yaml for every manifest."""
-    from slmlab.scaling.autoscale import quantity
-
     extra = {"env": engine_env(plan), "volumes": engine_volumes(plan), "gateway_port": GATEWAY_PORT,
              "monitoring_namespace": MONITORING_NAMESPACE, "load_metric": LOAD_METRIC,
              "prometheus_service_account": PROMETHEUS_SERVICE_ACCOUNT,
@@ -71,21 +73,27 @@ class Manifest:
 
     @property
     def kind(self) -> str:
-        return str(self.data.get("kind", "?"))
+        """The object's kind ("?" when the document is no mapping or has none)."""
+        return str(self.data.get("kind", "?")) if isinstance(self.data, dict) else "?"
 
     @property
     def name(self) -> str:
-        return str((self.data.get("metadata") or {}).get("name", "?"))
+        """metadata.name ("?" when missing)."""
+        meta = self.data.get("metadata") if isinstance(self.data, dict) else None
+        return str((meta or {}).get("name", "?"))
+
+    @property
+    def subject(self) -> str:
+        """The object as kubectl names it: Kind/name."""
+        return f"{self.kind}/{self.name}"
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.kind}/{self.name}"
+        return f"{self.path}: {self.subject}"
 
 
 def load_manifests(text: str, path: str = "manifest.yaml") -> list[Manifest]:
     """Every non-empty YAML document of a manifest file."""
     import yaml
-
-    from slmlab.errors import SlmLabError
 
     try:
         docs = list(yaml.safe_load_all(text))
@@ -95,28 +103,17 @@ def load_manifests(text: str, path: str = "manifest.yaml") -> list[Manifest]:
 
 
 def load_dir(folder: str | Path) -> list[Manifest]:
-    """Every manifest under folder/k8s (or folder itself when it holds the YAML files)."""
+    """Every manifest under folder/k8s (or folder itself when it holds the YAML files); files written on
+    Windows (a UTF-8 byte-order mark, CRLF line ends) read like any other."""
     root = Path(folder)
     base = root / "k8s" if (root / "k8s").is_dir() else root
     manifests: list[Manifest] = []
     for path in sorted(base.glob("*.y*ml")):
-        manifests += load_manifests(path.read_text(encoding="utf-8"), str(path.relative_to(root)))
+        manifests += load_manifests(read_text(path, "manifest"), str(path.relative_to(root)))
     return manifests
 
 
-@dataclass(frozen=True)
-class SchemaViolation:
-    """A manifest that does not match the Kubernetes API schema."""
-
-    manifest: str
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.manifest}: {self.field or '(top level)'}: {self.message}"
-
-
-def validate_manifest(manifest: Manifest, version: str = KUBERNETES_VERSION) -> list[SchemaViolation]:
+def validate_manifest(manifest: Manifest, version: str = KUBERNETES_VERSION) -> list[Finding]:
     """The object against the Kubernetes API schema of its kind (strict): empty list when it matches.
 
     The schemas are kubernetes-validate's bundled ones, loaded with its own helpers, as its `validate` does;
@@ -124,17 +121,15 @@ def validate_manifest(manifest: Manifest, version: str = KUBERNETES_VERSION) -> 
     """
     import kubernetes_validate
 
-    from slmlab.deploy.compose import _field
-
     data = manifest.data
     if not isinstance(data, dict) or "apiVersion" not in data or "kind" not in data:
-        return [SchemaViolation(str(manifest), "", "not a Kubernetes object (apiVersion and kind are required)")]
+        return [Finding(manifest.path, "", "required", "not a Kubernetes object (apiVersion and kind are required)",
+                        subject=manifest.subject)]
     try:
         validator = _validator(str(data["kind"]), str(data["apiVersion"]), version)
     except kubernetes_validate.SchemaNotFoundError as err:
-        return [SchemaViolation(str(manifest), "apiVersion", err.message)]
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    return [SchemaViolation(str(manifest), _field(e.absolute_path), e.message) for e in errors]
+        return [Finding(manifest.path, "apiVersion", "unknown-kind", err.message, subject=manifest.subject)]
+    return schema_findings(validator, data, manifest.path, subject=manifest.subject)
 
 
 @lru_cache(maxsize=64)
@@ -167,6 +162,6 @@ def _definitions(folder: str, version: str) -> Any:
     return Resource.from_contents(utils.schema_contents(f"{folder}/_definitions.json", version))
 
 
-def validate_all(manifests: list[Manifest], version: str = KUBERNETES_VERSION) -> list[SchemaViolation]:
+def validate_all(manifests: list[Manifest], version: str = KUBERNETES_VERSION) -> list[Finding]:
     """Schema violations of every manifest."""
     return [v for m in manifests for v in validate_manifest(m, version)]

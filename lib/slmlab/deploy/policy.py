@@ -1,6 +1,6 @@
 """Our own policy checker: Pod Security "restricted" and the course's hardening rules, every violation named.
 
-Each violation says which file, which object (kind/name) and which field, e.g.
+Each violation is a `slmlab.deploy.findings.Finding` naming the file, the object (kind/name) and the field, e.g.
 ``k8s/engine-deployment.yaml: Deployment/slm-engine: spec.template.spec.containers[0].securityContext.runAsNonRoot:
 must be true [run-as-non-root]``. Rules follow the Kubernetes Pod Security Standards ("restricted": non-root,
 no privilege escalation, drop ALL capabilities, seccomp RuntimeDefault, no host namespaces or hostPath) plus
@@ -11,10 +11,10 @@ API keys from Secrets (never values), no service-account token, and a NetworkPol
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
-from slmlab.deploy.k8s import Manifest
+from slmlab.deploy.findings import Finding
+from slmlab.deploy.k8s import Manifest, load_manifests
 
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 SECRET_NAME = re.compile(r"(KEY|TOKEN|PASSWORD|PASSWD|SECRET|CREDENTIAL)", re.IGNORECASE)
@@ -42,24 +42,9 @@ RULES = {
 }
 
 
-@dataclass(frozen=True)
-class Violation:
-    """One broken rule: where (file, object, field), which rule, why."""
-
-    path: str
-    kind: str
-    name: str
-    field: str
-    rule: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.kind}/{self.name}: {self.field}: {self.message} [{self.rule}]"
-
-    def row(self) -> dict[str, str]:
-        """A flat dict for a table."""
-        return {"file": self.path, "object": f"{self.kind}/{self.name}", "field": self.field, "rule": self.rule,
-                "message": self.message}
+def violation(manifest: Manifest, field: str, rule: str, message: str | None = None) -> Finding:
+    """A broken rule of one object, as a Finding (the rule's own text unless `message` says more)."""
+    return Finding(manifest.path, field, rule, message or RULES[rule], subject=manifest.subject)
 
 
 def _pod_spec(manifest: Manifest) -> tuple[dict[str, Any] | None, str]:
@@ -89,19 +74,17 @@ def _image_pinned(image: str) -> bool:
     return ":" in last and last.rsplit(":", 1)[1] not in ("", "latest")
 
 
-def check_manifest(manifest: Manifest) -> list[Violation]:
+def check_manifest(manifest: Manifest) -> list[Finding]:
     """Violations of one object's pod template (objects without pods have none)."""
     pod, prefix = _pod_spec(manifest)
     if pod is None:
         if manifest.kind == "Secret" and (manifest.data.get("data") or manifest.data.get("stringData")):
-            field = "data" if manifest.data.get("data") else "stringData"
-            return [Violation(manifest.path, manifest.kind, manifest.name, field, "secret-value",
-                              RULES["secret-value"])]
+            return [violation(manifest, "data" if manifest.data.get("data") else "stringData", "secret-value")]
         return []
-    out: list[Violation] = []
+    out: list[Finding] = []
 
-    def bad(field: str, rule: str, message: str | None = None) -> None:
-        out.append(Violation(manifest.path, manifest.kind, manifest.name, field, rule, message or RULES[rule]))
+    def bad(field: str, rule: str) -> None:
+        out.append(violation(manifest, field, rule))
 
     pod_sc = pod.get("securityContext") or {}
     for key in ("hostNetwork", "hostPID", "hostIPC"):
@@ -127,12 +110,11 @@ def check_manifest(manifest: Manifest) -> list[Violation]:
 
 
 def _check_container(manifest: Manifest, at: str, c: dict[str, Any], pod_sc: dict[str, Any],
-                     needs_probes: bool) -> list[Violation]:
-    out: list[Violation] = []
+                     needs_probes: bool) -> list[Finding]:
+    out: list[Finding] = []
 
     def bad(field: str, rule: str, message: str | None = None) -> None:
-        out.append(Violation(manifest.path, manifest.kind, manifest.name, f"{at}.{field}", rule,
-                             message or RULES[rule]))
+        out.append(violation(manifest, f"{at}.{field}", rule, message))
 
     sc = c.get("securityContext") or {}
     image = str(c.get("image", ""))
@@ -188,7 +170,7 @@ def _selects(policy: Manifest, namespace: str, labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in wanted.items())
 
 
-def check_bundle(manifests: list[Manifest]) -> list[Violation]:
+def check_bundle(manifests: list[Manifest]) -> list[Finding]:
     """Every object's violations, plus rules across objects (every workload selected by a NetworkPolicy)."""
     out = [v for m in manifests for v in check_manifest(m)]
     policies = [m for m in manifests if m.kind == "NetworkPolicy"]
@@ -197,19 +179,17 @@ def check_bundle(manifests: list[Manifest]) -> list[Violation]:
             namespace = (m.data.get("metadata") or {}).get("namespace", "default")
             if not any(_selects(p, namespace, _pod_labels(m)) for p in policies):
                 field = "metadata.labels" if m.kind == "Pod" else "spec.template.metadata.labels"
-                out.append(Violation(m.path, m.kind, m.name, field, "network-policy", RULES["network-policy"]))
+                out.append(violation(m, field, "network-policy"))
     return out
 
 
-def check_text(text: str, path: str = "manifest.yaml", with_bundle_rules: bool = False) -> list[Violation]:
+def check_text(text: str, path: str = "manifest.yaml", with_bundle_rules: bool = False) -> list[Finding]:
     """Violations of the objects in one YAML text (bundle rules only when asked: one file rarely holds them)."""
-    from slmlab.deploy.k8s import load_manifests
-
     manifests = load_manifests(text, path)
     return check_bundle(manifests) if with_bundle_rules else [v for m in manifests for v in check_manifest(m)]
 
 
-def report(violations: list[Violation]) -> str:
+def report(violations: list[Finding]) -> str:
     """A readable report: one line per violation, or a line saying there are none."""
     if not violations:
         return "policy: no violations"

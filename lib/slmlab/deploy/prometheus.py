@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from slmlab.deploy.compose import scrape_engine_with_key
-from slmlab.deploy.engines import GATEWAY_PORT
-from slmlab.deploy.render import names, render_template
+from slmlab.deploy.findings import Finding
+from slmlab.deploy.images import GATEWAY_PORT
 from slmlab.deploy.spec import Plan
-from slmlab.errors import SlmLabError
-
-K8S_SD_MISSING = "field kubernetes_sd_configs not found"  # what a promtool built without Kubernetes SD says
+from slmlab.deploy.templating import names, render_template
+from slmlab.monitoring import promtool
 
 
 def render_prometheus(plan: Plan, kubernetes: bool = False) -> dict[str, str]:
@@ -30,51 +29,16 @@ def render_prometheus(plan: Plan, kubernetes: bool = False) -> dict[str, str]:
     return {f"prometheus/prometheus{'-kubernetes' if kubernetes else ''}.yml": text}
 
 
-def promtool_path() -> str | None:
-    """promtool (Debian's `prometheus` package), or None when it is not installed."""
-    import shutil
+def check_prometheus_config(path: str | Path, root: str | Path | None = None,
+                            notes: list[str] | None = None) -> list[Finding]:
+    """`promtool check config --syntax-only` on one rendered file (empty list: valid).
 
-    return shutil.which("promtool")
-
-
-def promtool_check(path: str | Path, root: str | Path | None = None, notes: list[str] | None = None) -> list[str]:
-    """`promtool check config --syntax-only` on one file: its error, as one line (empty list: valid).
-
-    --syntax-only skips checking that referenced files (the API-key file) exist on this machine. Debian's
-    promtool is built without Kubernetes service discovery: for a file that uses it, the rest of the file is
-    checked with each `kubernetes_sd_configs` swapped for a static target, and `notes` gets a line saying so.
+    --syntax-only skips checking that referenced files (the API-key file) exist on this machine; where promtool
+    lacks Kubernetes service discovery, `notes` gets a line saying what was not checked.
     """
     name = str(Path(path).relative_to(root)) if root else str(path)
-    problems = _promtool_config(Path(path))
-    if problems and any(K8S_SD_MISSING in p for p in problems):
-        import tempfile
-
-        import yaml
-
-        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        for job in config.get("scrape_configs") or []:
-            if job.pop("kubernetes_sd_configs", None) is not None:
-                job.setdefault("static_configs", [{"targets": ["engine-pod.example:8080"]}])
-        with tempfile.TemporaryDirectory(prefix="slmlab-promtool-") as tmp:
-            stand_in = Path(tmp) / Path(path).name
-            stand_in.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-            problems = _promtool_config(stand_in)
-        if notes is not None:
-            notes.append(f"{name}: this promtool has no Kubernetes service discovery (Debian builds it without), "
-                         "so kubernetes_sd_configs was not checked; the rest of the file was")
-    return [f"{name}: {problem}" for problem in problems]
-
-
-def _promtool_config(path: Path) -> list[str]:
-    import subprocess
-
-    tool = promtool_path()
-    if tool is None:
-        raise SlmLabError("promtool is not installed.", "apt-get install prometheus  (Debian/Ubuntu)")
-    proc = subprocess.run([tool, "check", "config", "--syntax-only", str(path)], capture_output=True, text=True,
-                          timeout=60)
-    if proc.returncode == 0:
-        return []
-    lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines()
-             if line.strip() and not line.startswith("Checking")]
-    return [" ".join(lines) or f"promtool exited with {proc.returncode}"]
+    unchecked: list[str] = []
+    problems = promtool.check_config(path, syntax_only=True, notes=unchecked)
+    if notes is not None:
+        notes += [f"{name}: {note}" for note in unchecked]
+    return [Finding(name, "", "promtool", problem) for problem in problems]

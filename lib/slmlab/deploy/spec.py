@@ -11,15 +11,14 @@ The checks use the course's own data: the model catalog (`slmlab.models.catalog`
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmlab.deploy.engines import ENGINES, Engine
-from slmlab.errors import SlmLabError
+from slmlab.deploy.images import SERVING_IMAGES, ServingImage
+from slmlab.errors import SlmLabError, did_you_mean
 from slmlab.models import catalog, footprint
 from slmlab.models.hardware import Hardware, get_preset
 
@@ -30,7 +29,10 @@ MIB = 2**20
 GIB = 2**30
 SCALE_ON = ("cpu", "requests")  # the HPA's signal: CPU utilization, or requests in the engine per pod
 LOAD_METRIC = "slm_engine_requests"  # the per-pod custom metric prometheus-adapter offers the HPA
-_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+AUTH = ("api-key", "none")  # API keys from a Kubernetes Secret, or none
+_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # a Kubernetes object name (DNS label)
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # an image tag, as Docker allows it
+_REGISTRY = re.compile(r"[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*")  # host[:port]/path of an image registry
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class Plan:
     """A spec that passed every check, with everything the templates need computed once."""
 
     spec: DeploymentSpec
-    engine: Engine
+    engine: ServingImage  # the engine's container image, ports and health endpoints
     model: catalog.ModelSpec
     hardware: Hardware
     footprint: footprint.Footprint
@@ -158,150 +160,233 @@ def memory_request_mi(memory_gb: float, headroom: float = HEADROOM) -> int:
 
 
 def _check(spec: DeploymentSpec) -> tuple[list[SpecProblem], Plan | None]:
-    problems: list[SpecProblem] = []
+    """Every problem of `spec`, and its plan when there is none."""
+    review = _SpecReview(spec)
+    plan = review.plan()
+    return review.problems, plan
 
-    def bad(field: str, reason: str, hint: str = "") -> None:
-        problems.append(SpecProblem(field, reason, hint))
 
-    if not isinstance(spec.name, str) or not _NAME.match(spec.name) or len(spec.name) > 40:
-        bad("name", f"{spec.name!r} is not a valid name", "lowercase letters, digits and '-', starting with a "
-            "letter, at most 40 characters (it becomes Kubernetes object names)")
-    if not isinstance(spec.namespace, str) or not _NAME.match(spec.namespace) or len(spec.namespace) > 63:
-        bad("namespace", f"{spec.namespace!r} is not a valid namespace", "lowercase letters, digits and '-'")
+def _is_whole(value: Any, low: int) -> bool:
+    """A whole number ≥ low (True and False are not numbers here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
-    engine = ENGINES.get(str(spec.engine).strip().lower())
-    if engine is None:
-        close = difflib.get_close_matches(str(spec.engine).lower(), list(ENGINES), n=1, cutoff=0.5)
-        bad("engine", f"unknown engine {spec.engine!r}",
-            (f"did you mean {close[0]!r}? " if close else "") + f"engines: {', '.join(ENGINES)}")
 
-    model = catalog.CATALOG.get(str(spec.model).strip().lower())
-    if model is None:
-        close = difflib.get_close_matches(str(spec.model).lower(), list(catalog.CATALOG), n=2, cutoff=0.5)
-        bad("model", f"model {spec.model!r} is not in the catalog, so it cannot be sized or fetched",
-            (f"did you mean {', '.join(map(repr, close))}? " if close else "")
-            + "`slmlab models` lists the catalog")
-    elif engine is not None and engine.weights == "gguf" and not model.gguf_hub_id:
-        bad("model", f"{model.key} has no known GGUF repository, which {engine.label} needs",
-            "pick a model with a GGUF build, or engine vllm / ort-service")
+class _SpecReview:
+    """One spec checked field by field; every problem is collected, so a learner sees them all at once."""
 
-    hardware = None
-    try:
-        hardware = get_preset(str(spec.hardware))
-    except SlmLabError as err:
-        bad("hardware", err.problem, err.hint)
+    def __init__(self, spec: DeploymentSpec) -> None:
+        self.spec = spec
+        self.problems: list[SpecProblem] = []
 
-    quant = str(spec.quantization).strip().upper()
-    if engine is not None and quant not in engine.quants:
-        bad("quantization", f"{spec.quantization!r} is not a quantization {engine.label} serves",
-            f"use one of {', '.join(engine.quants)}")
+    def bad(self, field: str, reason: str, hint: str = "") -> None:
+        """Record one problem."""
+        self.problems.append(SpecProblem(field, reason, hint))
 
-    for field, value, low in (("replicas", spec.replicas, 1), ("max_replicas", spec.max_replicas, 1),
-                              ("parallel", spec.parallel, 1), ("context", spec.context, 256)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            bad(field, f"must be a whole number ≥ {low}, got {value!r}")
-    if isinstance(spec.replicas, int) and isinstance(spec.max_replicas, int) and spec.max_replicas < spec.replicas:
-        bad("max_replicas", f"{spec.max_replicas} is fewer than replicas ({spec.replicas})",
-            "the autoscaler scales between replicas and max_replicas")
-    if not isinstance(spec.target_cpu_percent, int) or not 10 <= spec.target_cpu_percent <= 100:
-        bad("target_cpu_percent", f"must be 10–100, got {spec.target_cpu_percent!r}")
-    if spec.scale_on not in SCALE_ON:
-        bad("scale_on", f"unknown {spec.scale_on!r}", f"use one of {', '.join(SCALE_ON)}")
-    elif spec.scale_on == "requests" and engine is not None and not engine.load_gauges:
-        bad("scale_on", f"{engine.label} exports no metrics, so there is no request count to scale on",
-            "use scale_on: cpu, or an engine with metrics (llamacpp-server, vllm, ort-service)")
-    if spec.target_requests is not None and (isinstance(spec.target_requests, bool)
-                                             or not isinstance(spec.target_requests, (int, float))
-                                             or not spec.target_requests > 0):
-        bad("target_requests", f"must be a number > 0, got {spec.target_requests!r}",
-            "requests in the engine per pod, e.g. 2 (running + waiting); leave it out to use `parallel`")
-    if not isinstance(spec.image_tag, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", spec.image_tag) \
-            or spec.image_tag == "latest":
-        bad("image_tag", f"{spec.image_tag!r} is not a pinned image tag", "use a version such as '0.1.0', not 'latest'")
-    if not isinstance(spec.registry, str) or not re.fullmatch(r"[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*", spec.registry):
-        bad("registry", f"{spec.registry!r} is not an image registry path", "e.g. 'ghcr.io/your-org'")
-    if spec.auth not in ("api-key", "none"):
-        bad("auth", f"unknown auth {spec.auth!r}", "use 'api-key' (recommended) or 'none'")
-    if model is not None and isinstance(spec.context, int) and spec.context > model.context:
-        bad("context", f"{model.key} was trained for {model.context} tokens, not {spec.context}",
-            f"use context ≤ {model.context}")
+    def plan(self) -> Plan | None:
+        """Run every check; the plan when no check found a problem, else None."""
+        spec = self.spec
+        self.check_names()
+        image = self.serving_image()
+        model = self.model(image)
+        hardware = self.hardware()
+        quant = self.quantization(image)
+        self.check_counts()
+        self.check_scaling(image)
+        self.check_images_and_auth()
+        self.check_context(model)
+        port = self.port(image)
+        cpus = self.cpus(hardware)
+        gpus = self.gpus(image, hardware, quant)
+        if (image is None or model is None or hardware is None or gpus is None
+                or not self.sizable(image, model, hardware, quant, gpus)):
+            return None
+        fp = footprint.estimate(model, image.footprint_quant[quant], spec.context, hardware if gpus else None)
+        memory_gb = self.memory_gb(fp, image, model, hardware, quant, gpus)
+        memory_mi = self.memory_request(fp, image, hardware, memory_gb)
+        if self.problems:
+            return None
+        return Plan(spec=spec, engine=image, model=model, hardware=hardware, footprint=fp, gpus=gpus, port=port,
+                    image=image.image(gpus > 0), kv_cache_gb=fp.kv_cache_gb * spec.parallel, memory_gb=memory_gb,
+                    memory_mi=memory_mi, cpu_millis=int(round(float(cpus) * 1000)))
 
-    port = spec.port if spec.port is not None else (engine.port if engine else 8080)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
-        bad("port", f"{port!r} is not a port a non-root container can listen on",
-            "use 1024–65535: ports below 1024 need the NET_BIND_SERVICE capability, which we drop")
+    def check_names(self) -> None:
+        """name and namespace become Kubernetes object names."""
+        name, namespace = self.spec.name, self.spec.namespace
+        if not isinstance(name, str) or not _NAME.match(name) or len(name) > 40:
+            self.bad("name", f"{name!r} is not a valid name", "lowercase letters, digits and '-', starting with a "
+                     "letter, at most 40 characters (it becomes Kubernetes object names)")
+        if not isinstance(namespace, str) or not _NAME.match(namespace) or len(namespace) > 63:
+            self.bad("namespace", f"{namespace!r} is not a valid namespace", "lowercase letters, digits and '-'")
 
-    cpus = spec.cpus if spec.cpus is not None else min(2, hardware.cores if hardware else 2)
-    if not isinstance(cpus, (int, float)) or isinstance(cpus, bool) or cpus <= 0:
-        bad("cpus", f"must be a positive number, got {cpus!r}")
-    elif hardware is not None and cpus > hardware.cores:
-        bad("cpus", f"{cpus:g} CPUs requested but {hardware.key} has {hardware.cores} cores",
-            f"use cpus ≤ {hardware.cores}")
+    def serving_image(self) -> ServingImage | None:
+        """The engine's container image, by the spec's engine name."""
+        image = SERVING_IMAGES.get(str(self.spec.engine).strip().lower())
+        if image is None:
+            self.bad("engine", f"unknown engine {self.spec.engine!r}",
+                     f"{did_you_mean(self.spec.engine, SERVING_IMAGES, n=1)}Engines: {', '.join(SERVING_IMAGES)}")
+        return image
 
-    gpus = spec.gpus
-    if hardware is not None and engine is not None:
-        if gpus is None:
-            gpus = 1 if hardware.vram_gb and engine.gpu_image else 0
-        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
-            bad("gpus", f"must be a whole number ≥ 0, got {gpus!r}")
-        elif gpus > 0 and hardware.unified:
-            bad("gpus", f"{hardware.label} has an Apple GPU, which containers cannot use (Docker on macOS has "
-                "no Metal passthrough)", "set gpus: 0 to deploy on its CPU, or run the engine natively")
+    def model(self, image: ServingImage | None) -> catalog.ModelSpec | None:
+        """The catalog entry (it sizes the deployment), with the weights the engine needs."""
+        model = catalog.CATALOG.get(str(self.spec.model).strip().lower())
+        if model is None:
+            self.bad("model", f"model {self.spec.model!r} is not in the catalog, so it cannot be sized or fetched",
+                     f"{did_you_mean(self.spec.model, catalog.CATALOG, n=2)}`slmlab models` lists the catalog")
+        elif image is not None and image.weights == "gguf" and not model.gguf_hub_id:
+            self.bad("model", f"{model.key} has no known GGUF repository, which {image.label} needs",
+                     "pick a model with a GGUF build, or engine vllm / ort-service")
+        return model
+
+    def hardware(self) -> Hardware | None:
+        """The hardware preset the replicas are sized for."""
+        try:
+            return get_preset(str(self.spec.hardware))
+        except SlmLabError as err:
+            self.bad("hardware", err.problem, err.hint)
+            return None
+
+    def quantization(self, image: ServingImage | None) -> str:
+        """The quantization, upper-case; it must be one the engine serves."""
+        quant = str(self.spec.quantization).strip().upper()
+        if image is not None and quant not in image.quants:
+            self.bad("quantization", f"{self.spec.quantization!r} is not a quantization {image.label} serves",
+                     f"use one of {', '.join(image.quants)}")
+        return quant
+
+    def check_counts(self) -> None:
+        """replicas, max_replicas, parallel and context: whole numbers in range."""
+        spec = self.spec
+        for field, value, low in (("replicas", spec.replicas, 1), ("max_replicas", spec.max_replicas, 1),
+                                  ("parallel", spec.parallel, 1), ("context", spec.context, 256)):
+            if not _is_whole(value, low):
+                self.bad(field, f"must be a whole number ≥ {low}, got {value!r}")
+        if isinstance(spec.replicas, int) and isinstance(spec.max_replicas, int) and spec.max_replicas < spec.replicas:
+            self.bad("max_replicas", f"{spec.max_replicas} is fewer than replicas ({spec.replicas})",
+                     "the autoscaler scales between replicas and max_replicas")
+
+    def check_scaling(self, image: ServingImage | None) -> None:
+        """What the HPA scales on, and its target."""
+        spec = self.spec
+        if not isinstance(spec.target_cpu_percent, int) or not 10 <= spec.target_cpu_percent <= 100:
+            self.bad("target_cpu_percent", f"must be 10–100, got {spec.target_cpu_percent!r}")
+        if spec.scale_on not in SCALE_ON:
+            self.bad("scale_on", f"unknown {spec.scale_on!r}", f"use one of {', '.join(SCALE_ON)}")
+        elif spec.scale_on == "requests" and image is not None and not image.load_gauges:
+            self.bad("scale_on", f"{image.label} exports no metrics, so there is no request count to scale on",
+                     "use scale_on: cpu, or an engine with metrics (llamacpp-server, vllm, ort-service)")
+        target = spec.target_requests
+        if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or not target > 0):
+            self.bad("target_requests", f"must be a number > 0, got {target!r}",
+                     "requests in the engine per pod, e.g. 2 (running + waiting); leave it out to use `parallel`")
+
+    def check_images_and_auth(self) -> None:
+        """The built images' tag and registry, and how clients authenticate."""
+        spec = self.spec
+        if not isinstance(spec.image_tag, str) or not _TAG.fullmatch(spec.image_tag) or spec.image_tag == "latest":
+            self.bad("image_tag", f"{spec.image_tag!r} is not a pinned image tag",
+                     "use a version such as '0.1.0', not 'latest'")
+        if not isinstance(spec.registry, str) or not _REGISTRY.fullmatch(spec.registry):
+            self.bad("registry", f"{spec.registry!r} is not an image registry path", "e.g. 'ghcr.io/your-org'")
+        if spec.auth not in AUTH:
+            self.bad("auth", f"unknown auth {spec.auth!r}", "use 'api-key' (recommended) or 'none'")
+
+    def check_context(self, model: catalog.ModelSpec | None) -> None:
+        """The context must fit the model's trained context."""
+        context = self.spec.context
+        if model is not None and isinstance(context, int) and context > model.context:
+            self.bad("context", f"{model.key} was trained for {model.context} tokens, not {context}",
+                     f"use context ≤ {model.context}")
+
+    def port(self, image: ServingImage | None) -> int:
+        """The port the engine listens on: the spec's, else the engine's own."""
+        port = self.spec.port if self.spec.port is not None else (image.port if image else 8080)
+        if not _is_whole(port, 1024) or port > 65535:
+            self.bad("port", f"{port!r} is not a port a non-root container can listen on",
+                     "use 1024–65535: ports below 1024 need the NET_BIND_SERVICE capability, which we drop")
+        return port
+
+    def cpus(self, hardware: Hardware | None) -> float:
+        """CPUs per replica: the spec's, else 2 (or all the preset's cores when it has fewer)."""
+        cpus = self.spec.cpus if self.spec.cpus is not None else min(2, hardware.cores if hardware else 2)
+        if not isinstance(cpus, (int, float)) or isinstance(cpus, bool) or cpus <= 0:
+            self.bad("cpus", f"must be a positive number, got {cpus!r}")
+        elif hardware is not None and cpus > hardware.cores:
+            self.bad("cpus", f"{cpus:g} CPUs requested but {hardware.key} has {hardware.cores} cores",
+                     f"use cpus ≤ {hardware.cores}")
+        return cpus
+
+    def gpus(self, image: ServingImage | None, hardware: Hardware | None, quant: str) -> int | None:
+        """GPUs per replica (default: 1 on a GPU preset for an engine with a GPU image); None when unknown."""
+        if image is None or hardware is None:
+            return None
+        gpus = self.spec.gpus if self.spec.gpus is not None else (1 if hardware.vram_gb and image.gpu_image else 0)
+        if not _is_whole(gpus, 0):
+            self.bad("gpus", f"must be a whole number ≥ 0, got {gpus!r}")
+            return None
+        if gpus > 0 and hardware.unified:
+            self.bad("gpus", f"{hardware.label} has an Apple GPU, which containers cannot use (Docker on macOS has "
+                     "no Metal passthrough)", "set gpus: 0 to deploy on its CPU, or run the engine natively")
         elif gpus > 0 and not hardware.vram_gb:
-            bad("gpus", f"a GPU deployment of {engine.label} asked for {gpus} GPU(s) but {hardware.key} is a "
-                "CPU-only preset", "set gpus: 0 (CPU image) or pick a GPU preset such as t4, l4, a100-80gb")
-        elif gpus > 0 and engine.gpu_image is None:
-            bad("engine", f"{engine.label} has no GPU image here", "set gpus: 0")
-        elif gpus == 0 and engine.cpu_image is None:
-            bad("engine", f"{engine.label} has no CPU image", "use a GPU preset")
-        elif gpus > 0 and engine.key == "vllm" and quant == "BF16" and "T4" in (hardware.gpu or ""):
-            bad("quantization", "the T4 (compute capability 7.5) has no bfloat16 support, so vLLM refuses BF16",
-                "use F16 on a T4")
+            self.bad("gpus", f"a GPU deployment of {image.label} asked for {gpus} GPU(s) but {hardware.key} is a "
+                     "CPU-only preset", "set gpus: 0 (CPU image) or pick a GPU preset such as t4, l4, a100-80gb")
+        elif gpus > 0 and image.gpu_image is None:
+            self.bad("engine", f"{image.label} has no GPU image here", "set gpus: 0")
+        elif gpus == 0 and image.cpu_image is None:
+            self.bad("engine", f"{image.label} has no CPU image", "use a GPU preset")
+        elif gpus > 0 and image.key == "vllm" and quant == "BF16" and "T4" in (hardware.gpu or ""):
+            self.bad("quantization", "the T4 (compute capability 7.5) has no bfloat16 support, so vLLM refuses BF16",
+                     "use F16 on a T4")
+        return gpus
 
-    sizable = (engine is not None and model is not None and hardware is not None and isinstance(gpus, int)
-               and quant in engine.quants and isinstance(spec.parallel, int) and spec.parallel >= 1
-               and isinstance(spec.context, int) and 256 <= spec.context <= model.context
-               and (gpus == 0 or bool(hardware.vram_gb and not hardware.unified and engine.gpu_image)))
-    if not sizable:
-        return problems, None
-    assert engine is not None and model is not None and hardware is not None and isinstance(gpus, int)
+    def sizable(self, image: ServingImage, model: catalog.ModelSpec, hardware: Hardware, quant: str,
+                gpus: int) -> bool:
+        """Whether every field the memory estimate needs is usable (the problems of those that are not are
+        already recorded)."""
+        spec = self.spec
+        gpus_usable = gpus == 0 or bool(hardware.vram_gb and not hardware.unified and image.gpu_image)
+        return (gpus_usable and quant in image.quants and _is_whole(spec.parallel, 1)
+                and _is_whole(spec.context, 256) and spec.context <= model.context)
 
-    fp = footprint.estimate(model, engine.footprint_quant[quant], spec.context, hardware if gpus else None)
-    kv_total = fp.kv_cache_gb * spec.parallel
-    model_gb = fp.weights_gb + kv_total + fp.overhead_gb
-    if gpus:
+    def memory_gb(self, fp: footprint.Footprint, image: ServingImage, model: catalog.ModelSpec, hardware: Hardware,
+                  quant: str, gpus: int) -> float:
+        """Host memory one replica needs (before headroom); on a GPU, the model must fit in GPU memory."""
+        spec = self.spec
+        model_gb = fp.weights_gb + fp.kv_cache_gb * spec.parallel + fp.overhead_gb
+        if not gpus:
+            return model_gb + image.runtime_gb
         vram_gb = (hardware.vram_gb or 0) * gpus * GIB / 1e9
-        usable = vram_gb * (VLLM_GPU_MEMORY_UTILIZATION if engine.key == "vllm" else 1.0)
+        usable = vram_gb * (VLLM_GPU_MEMORY_UTILIZATION if image.key == "vllm" else 1.0)
         if model_gb > usable:
-            bad("hardware", f"{model.key} at {quant} with {spec.parallel} × {spec.context} tokens of KV cache needs "
-                f"{model_gb:.1f} GB of GPU memory but {gpus} × {hardware.key} offers {usable:.1f} GB",
-                "use a smaller quantization, a shorter context, fewer parallel requests, or a bigger GPU")
-        memory_gb = engine.runtime_gb + GPU_HOST_GB
-    else:
-        memory_gb = model_gb + engine.runtime_gb
-    memory_mi = memory_request_mi(memory_gb)
-    ram_mi = int(hardware.ram_gb * GIB / MIB)
-    if memory_mi > ram_mi:
-        bad("hardware", f"one replica needs {memory_mi} MiB of memory ({memory_gb:.2f} GB estimated: weights "
-            f"{fp.weights_gb:.2f} + KV cache {kv_total:.2f} + overhead {fp.overhead_gb + engine.runtime_gb:.2f}, "
-            f"× {HEADROOM} headroom) but {hardware.key} has {ram_mi} MiB",
-            "use a smaller quantization, a shorter context, fewer parallel requests, or a bigger preset")
-    if problems:
-        return problems, None
-    return [], Plan(spec=spec, engine=engine, model=model, hardware=hardware, footprint=fp, gpus=gpus, port=port,
-                    image=engine.image(gpus > 0), kv_cache_gb=kv_total, memory_gb=memory_gb, memory_mi=memory_mi,
-                    cpu_millis=int(round(float(cpus) * 1000)))
+            self.bad("hardware", f"{model.key} at {quant} with {spec.parallel} × {spec.context} tokens of KV cache "
+                     f"needs {model_gb:.1f} GB of GPU memory but {gpus} × {hardware.key} offers {usable:.1f} GB",
+                     "use a smaller quantization, a shorter context, fewer parallel requests, or a bigger GPU")
+        return image.runtime_gb + GPU_HOST_GB
+
+    def memory_request(self, fp: footprint.Footprint, image: ServingImage, hardware: Hardware,
+                       memory_gb: float) -> int:
+        """The memory request (= limit) in MiB; it must fit in the preset's RAM."""
+        memory_mi = memory_request_mi(memory_gb)
+        ram_mi = int(hardware.ram_gb * GIB / MIB)
+        if memory_mi > ram_mi:
+            kv_total = fp.kv_cache_gb * self.spec.parallel
+            self.bad("hardware", f"one replica needs {memory_mi} MiB of memory ({memory_gb:.2f} GB estimated: "
+                     f"weights {fp.weights_gb:.2f} + KV cache {kv_total:.2f} + overhead "
+                     f"{fp.overhead_gb + image.runtime_gb:.2f}, × {HEADROOM} headroom) but {hardware.key} has "
+                     f"{ram_mi} MiB", "use a smaller quantization, a shorter context, fewer parallel requests, or a "
+                     "bigger preset")
+        return memory_mi
 
 
 def load_spec(path: str | Path) -> DeploymentSpec:
-    """Read a spec from YAML; unknown keys are rejected by name (a typo must not silently fall back)."""
+    """Read a spec from YAML (written anywhere: a UTF-8 byte-order mark and CRLF line ends are fine); unknown keys
+    are rejected by name (a typo must not silently fall back)."""
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise SlmLabError(f"Deployment spec {path} does not exist.", "Pass the path of a YAML file.")
+    from slmlab.textfiles import read_text
+
+    text = read_text(path, "deployment spec")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise SlmLabError(f"{path} is not valid YAML: {err}", "Fix the YAML syntax.") from None
     if not isinstance(data, dict):
@@ -312,12 +397,9 @@ def load_spec(path: str | Path) -> DeploymentSpec:
 def spec_from_dict(data: dict[str, Any], source: str = "the deployment spec") -> DeploymentSpec:
     """A spec from plain data; unknown keys raise SpecError with suggestions."""
     fields = [f.name for f in dataclasses.fields(DeploymentSpec)]
-    problems = []
-    for key in data:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6)
-            suggestion = f"did you mean {close[0]!r}? " if close else ""
-            problems.append(SpecProblem(str(key), "unknown field", suggestion + f"fields: {', '.join(fields)}"))
+    problems = [SpecProblem(str(key), "unknown field",
+                            f"{did_you_mean(key, fields, n=1, cutoff=0.6)}Fields: {', '.join(fields)}")
+                for key in data if key not in fields]
     if problems:
         raise SpecError(problems, source)
     return DeploymentSpec(**data)

@@ -4,6 +4,7 @@
 - ``promql``: instant and range queries as pandas DataFrames, targets, alerts, rules;
 - ``queries``: the PromQL for p95 TTFT, tokens/s, queue depth and error rate, per server type;
 - ``alerts``: alert rules as YAML, ``promtool check rules`` / ``test rules``, watching an alert fire;
+- ``promtool``: the one wrapper around promtool (check config, check rules, test rules) every check uses;
 - ``grafana``: dashboard JSON, and every panel's query run against Prometheus and plotted with matplotlib;
 - ``logs``: the servers' captured logs as one table (what Loki or Elasticsearch would index).
 """

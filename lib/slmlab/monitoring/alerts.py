@@ -7,21 +7,19 @@
     watch_alerts(prom.client, "TargetDown")           # inactive → pending → firing, as /api/v1/alerts shows it
 
 An alert is *pending* while its expression is true for less than its ``for:`` duration, then *firing*.
+`check_rules` and `run_rule_tests` are `slmlab.monitoring.promtool`'s, here beside the rules they check.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from slmlab.errors import SlmLabError
+from slmlab.monitoring.promtool import check_rules, run_rule_tests
 
 _LABEL_TEMPLATE = re.compile(r"\{\{\s*\$labels\.(\w+)\s*\}\}")
 
@@ -118,31 +116,6 @@ def _block_dumper() -> type:
     return BlockDumper
 
 
-def _promtool() -> str:
-    from slmlab.deploy.prometheus import promtool_path
-
-    tool = promtool_path()
-    if tool is None:
-        raise SlmLabError("promtool is not installed.", "apt-get install prometheus  (Debian/Ubuntu)")
-    return tool
-
-
-def check_rules(rules: str | os.PathLike) -> list[str]:
-    """`promtool check rules` on a rule file (a path, or the YAML text): its complaints (empty list: valid)."""
-    with tempfile.TemporaryDirectory(prefix="slmlab-rules-") as tmp:
-        if isinstance(rules, str) and ("\n" in rules or not Path(rules).is_file()):
-            path = Path(tmp) / "rules.yml"
-            path.write_text(rules)
-        else:
-            path = Path(rules)
-        proc = subprocess.run([_promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
-    if proc.returncode == 0:
-        return []
-    lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines()
-             if line.strip() and not line.strip().startswith(("Checking", "FAILED"))]
-    return [line.replace(str(path) + ": ", "") for line in lines] or [f"promtool exited with {proc.returncode}"]
-
-
 def render_labels(template: str, labels: Mapping[str, str]) -> str:
     """Fill {{ $labels.x }} in an annotation template as Prometheus would (for unit-test expectations)."""
     return _LABEL_TEMPLATE.sub(lambda m: labels.get(m.group(1), ""), template)
@@ -167,19 +140,6 @@ def target_down_test(rule: AlertRule, job: str = "ollama", instance: str = "127.
                 {"eval_time": f"{down_after_s + for_s - 1}s", "alertname": rule.name, "exp_alerts": []},
                 {"eval_time": f"{down_after_s + for_s + 1}s", "alertname": rule.name, "exp_alerts": [fired]},
             ]}
-
-
-def run_rule_tests(rules: str, tests: Sequence[Mapping[str, Any]], evaluation_interval: str = "1s") -> tuple[bool, str]:
-    """`promtool test rules` on the rule file text `rules` with these test cases: (all passed, promtool's output)."""
-    import yaml
-
-    with tempfile.TemporaryDirectory(prefix="slmlab-ruletest-") as tmp:
-        (Path(tmp) / "rules.yml").write_text(rules)
-        spec = {"rule_files": ["rules.yml"], "evaluation_interval": evaluation_interval, "tests": list(tests)}
-        (Path(tmp) / "tests.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
-        proc = subprocess.run([_promtool(), "test", "rules", "tests.yml"], capture_output=True, text=True,
-                              timeout=60, cwd=tmp)
-    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
 
 
 def watch_alerts(client: Any, alertname: str, until: str = "firing", timeout: float = 60,
@@ -222,7 +182,8 @@ def alert_timeline(client: Any, until_firing: Sequence[str], timeout: float = 60
     """
     import pandas as pd
 
-    begin, rows, last = time.monotonic(), [], {}
+    begin, rows = time.monotonic(), []
+    last: dict[str, tuple[str, str]] = {}
     while True:
         table = client.alerts()
         now: dict[str, tuple[str, str]] = {}
@@ -247,3 +208,8 @@ def duration_seconds(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != str(text):
         raise SlmLabError(f"{text!r} is not a Prometheus duration.", "Write it like '5s', '1m' or '1m30s'.")
     return sum(int(n) * units[u] for n, u in parts)
+
+
+__all__ = ["AlertRule", "alert_timeline", "check_rules", "default_rules", "duration_seconds", "error_ratio_expr",
+           "render_labels", "rules_yaml", "run_rule_tests", "share", "target_down_test", "ttft_p95_expr",
+           "watch_alerts"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from slmlab.errors import SlmLabError
+from slmlab.textfiles import read_text
 
 SCHEMA_VERSION = 39  # Grafana 10.x/11.x dashboard model
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}  # bound to a real data source at import
@@ -54,11 +55,12 @@ def _ref_id(index: int) -> str:
 
 def panel_json(panel: Panel, panel_id: int, x: int, y: int, width: int = 12, height: int = 8) -> dict[str, Any]:
     """A panel in Grafana's JSON model: type, gridPos, datasource, targets (refId, expr, legendFormat), unit."""
-    legends = list(panel.legends) + ["{{job}}"] * (len(panel.exprs) - len(panel.legends))
+    legends = (list(panel.legends) + ["{{job}}"] * len(panel.exprs))[:len(panel.exprs)]  # one per query
+    targets = [{"refId": _ref_id(i), "datasource": dict(DATASOURCE), "expr": expr, "range": True,
+                "legendFormat": legend} for i, (expr, legend) in enumerate(zip(panel.exprs, legends, strict=True))]
     return {"id": panel_id, "type": panel.kind, "title": panel.title, "description": panel.description,
             "datasource": dict(DATASOURCE), "gridPos": {"h": height, "w": width, "x": x, "y": y},
-            "targets": [{"refId": _ref_id(i), "datasource": dict(DATASOURCE), "expr": expr, "range": True,
-                         "legendFormat": legend} for i, (expr, legend) in enumerate(zip(panel.exprs, legends))],
+            "targets": targets,
             "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
             "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
                         "tooltip": {"mode": "multi", "sort": "none"}}}
@@ -103,7 +105,7 @@ def load_dashboard(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, A
     else:
         text = str(source)
         try:
-            board = json.loads(text if text.lstrip().startswith("{") else Path(text).read_text())
+            board = json.loads(text if text.lstrip().startswith("{") else read_text(text, "dashboard"))
         except (OSError, ValueError) as exc:
             raise SlmLabError(f"Cannot read a dashboard from {text[:80]!r}: {exc}",
                               "Pass a Grafana dashboard JSON file, its text, or a dict.") from None
@@ -187,7 +189,7 @@ def plot_dashboard(board: Mapping[str, Any], client: Any, start: float, end: flo
     panels = board["panels"]
     rows = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(6 * columns, 3 * rows), squeeze=False)
-    for ax, panel in zip(axes.flat, panels):
+    for ax, panel in zip(axes.flat, panels, strict=False):  # the last row may have empty axes
         mine = data[data["panel"] == panel["title"]]
         unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
         drawn = 0

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from slmlab.errors import SlmLabError
+from slmlab.monitoring import promtool
 from slmlab.monitoring.promql import PromQL
 from slmlab.process import HOST, ServerProcess
 
@@ -93,16 +94,9 @@ def prometheus_path() -> str:
 
 def promtool_check_config(path: str | os.PathLike) -> None:
     """`promtool check config` on a prometheus.yml (rule files included); raise with promtool's message."""
-    import subprocess
-
-    from slmlab.deploy.prometheus import promtool_path
-
-    tool = promtool_path()
-    if tool is None:
-        raise SlmLabError("promtool is not installed.", "apt-get install prometheus  (Debian/Ubuntu)")
-    proc = subprocess.run([tool, "check", "config", os.fspath(path)], capture_output=True, text=True, timeout=60)
-    if proc.returncode != 0:
-        raise SlmLabError(f"promtool check config rejects {path}:\n{(proc.stdout + proc.stderr).strip()}",
+    problems = promtool.check_config(path)
+    if problems:
+        raise SlmLabError(f"promtool check config rejects {path}:\n" + "\n".join(problems),
                           "Fix the scrape targets or rules named above.")
 
 
@@ -181,9 +175,7 @@ class PrometheusServer(ServerProcess):
         """
         import yaml
 
-        from slmlab.monitoring.alerts import check_rules
-
-        problems = check_rules(text)
+        problems = promtool.check_rules(text)
         if problems:
             raise SlmLabError(f"promtool rejects the rules {name!r}:\n" + "\n".join(problems),
                               "Fix the rule (its expr, for: duration, labels) and try again.")

@@ -122,7 +122,10 @@ class PromQL:
         """A range query in long format: columns time (unix s), value, series (its labels as text), then labels."""
         import pandas as pd
 
-        begin, finish = _seconds(start), _seconds(end) or time.time()
+        begin = _seconds(start)
+        finish = _seconds(end) or time.time()
+        if begin is None:
+            raise SlmLabError("query_range needs a start time.", "Pass unix seconds (time.time() - 60) or a datetime.")
         if not step > 0:
             raise SlmLabError(f"step={step!r} must be > 0 seconds.", "E.g. step=1 for a one-second resolution.")
         if finish < begin:

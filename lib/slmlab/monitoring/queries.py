@@ -32,8 +32,9 @@ def llm_queries(server: str = "gateway", window: str = "30s") -> dict[str, str]:
         # No TTFT histogram here: the prefill time (prompt_eval_duration) is the server-side part of it.
         return {"p95_prefill_s": ttft_p95_expr("slmlab_ollama_prompt_eval_duration_seconds", window),
                 "tokens_per_s": f"sum by (job) (rate(slmlab_ollama_eval_tokens_total[{window}]))",
-                "error_rate": share(f"sum by (job) (rate(slmlab_ollama_errors_total[{window}]))",
-                                    f'sum by (job) (rate(slmlab_ollama_requests_total{{endpoint!="/metrics"}}[{window}]))'),
+                "error_rate": share(
+                    f"sum by (job) (rate(slmlab_ollama_errors_total[{window}]))",
+                    f'sum by (job) (rate(slmlab_ollama_requests_total{{endpoint!="/metrics"}}[{window}]))'),
                 "loaded_models": "sum by (job) (slmlab_ollama_loaded_models)"}
     if server == "vllm":
         failed = 'finished_reason=~"abort|error"'
@@ -80,4 +81,4 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
 
 def buckets_of(frame: object) -> dict[float, float]:
     """{le: count} from a query result with an `le` column (e.g. of sum by (le) (increase(x_bucket[1m])))."""
-    return {float(le): float(v) for le, v in zip(frame["le"], frame["value"])}  # type: ignore[index]
+    return {float(le): float(v) for le, v in zip(frame["le"], frame["value"], strict=True)}  # type: ignore[index]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from slmlab.errors import SlmLabError
+from slmlab.textfiles import read_text
 
 TOLERANCE = 0.1  # kube-controller-manager --horizontal-pod-autoscaler-tolerance
 SYNC_PERIOD_S = 15  # --horizontal-pod-autoscaler-sync-period
@@ -212,12 +213,14 @@ class HPA:
 
 def load_trace(path: str | Path = TRACE_PATH) -> Any:
     """A traffic trace: a DataFrame with time_s and requests_per_second (default: data/scaling/trace.csv)."""
+    import io
+
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise SlmLabError(f"No trace at {path}.", "Pass a CSV with columns time_s,requests_per_second.")
-    trace = pd.read_csv(path, comment="#")
+    trace = pd.read_csv(io.StringIO(read_text(path, "trace")), comment="#")
     missing = {"time_s", "requests_per_second"} - set(trace.columns)
     if missing:
         raise SlmLabError(f"{path} has no column(s) {', '.join(sorted(missing))}.",

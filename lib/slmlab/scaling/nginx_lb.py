@@ -163,8 +163,11 @@ class LoadBalancer:
 
     def __init__(self, backends: Sequence[Any], port: int | None = None, workdir: str | os.PathLike | None = None,
                  startup_timeout: float = 15, **options: Any) -> None:
-        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="slmlab-nginx-")
-        self.prefix = Path(workdir or self._tmp.name).resolve()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if not workdir:
+            self._tmp = tempfile.TemporaryDirectory(prefix="slmlab-nginx-")
+            workdir = self._tmp.name
+        self.prefix = Path(workdir).resolve()
         self.prefix.mkdir(parents=True, exist_ok=True)
         self.prefix.chmod(0o755)  # nginx's workers (user nobody when started as root) write temp files here
         self.port = port or free_port()

@@ -89,14 +89,15 @@ class Replicas:
     def kill(self, index: int) -> float:
         """Crash replica `index` with SIGKILL (no graceful shutdown, in-flight requests cut off); returns the time."""
         server = self._check_index(index)
-        if not server.running:
+        pid, proc = server.pid, server.proc
+        if not server.running or pid is None or proc is None:
             raise SlmLabError(f"Replica {index} is not running.", "Start it (restart(index)) before killing it.")
         when = time.perf_counter()
         try:
-            os.killpg(server.pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        server.proc.wait(10)
+        proc.wait(10)
         return when
 
     def restart(self, index: int) -> ServerProcess:

