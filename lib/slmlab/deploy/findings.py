@@ -28,11 +28,6 @@ class Finding:
     severity: str = "error"  # hadolint's levels: error, warning, info, style; every other checker: error
     subject: str = ""
 
-    @property
-    def field(self) -> str:
-        """The same as `where` (the field path of a YAML finding); notebook 3.5 still reads it by this name."""
-        return self.where
-
     def __str__(self) -> str:
         place = ": ".join(part for part in (self.file, self.subject, self.where) if part)
         tag = self.rule if self.severity == "error" else f"{self.rule}, {self.severity}"
