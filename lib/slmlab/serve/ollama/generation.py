@@ -54,6 +54,7 @@ def generation_kwargs(options: dict[str, Any], n_ctx: int, prompt_tokens: int) -
         stop=tuple(merged.get("stop") or ()))
     return asdict(checked)
 
+
 class Generation:
     """A prompt built on the worker (`build_prompt` gets the loaded model), generated there, streamed here."""
 
@@ -63,7 +64,7 @@ class Generation:
         self.build_prompt, self.want_context, self.endpoint = build_prompt, want_context, endpoint
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
         self.cancel = threading.Event()
-        self.t0 = time.perf_counter()
+        self.t0 = 0.0  # set by start()
 
     async def start(self) -> AsyncIterator[Event]:
         """Load and check on the worker (errors raise here as ApiError), then the events of the generation."""
