@@ -20,7 +20,8 @@ def test_options_map_to_ollama_names():
 
 @pytest.mark.fast
 def test_unreachable_server_says_how_to_start_one():
-    with pytest.raises(SlmLabError, match=r"Cannot reach an Ollama server at http://127\.0\.0\.1:\d+[\s\S]*slmlab serve"):
+    unreachable = r"Cannot reach an Ollama server at http://127\.0\.0\.1:\d+[\s\S]*slmlab serve"
+    with pytest.raises(SlmLabError, match=unreachable):
         OllamaBackend("smollm2:135m", host=f"127.0.0.1:{free_port()}")
 
 

@@ -31,8 +31,8 @@ def test_ollama_url_follows_ollama_host_conventions(monkeypatch):
     assert doctor.ollama_url() == "http://127.0.0.1:11434"
     monkeypatch.setenv("OLLAMA_HOST", "0.0.0.0:8080")
     assert doctor.ollama_url() == "http://127.0.0.1:8080"
-    monkeypatch.setenv("OLLAMA_HOST", "https://ollama.example.org")
-    assert doctor.ollama_url() == "https://ollama.example.org:11434"
+    monkeypatch.setenv("OLLAMA_HOST", "https://ollama.example.org")  # a scheme without a port: its own port
+    assert doctor.ollama_url() == "https://ollama.example.org:443"
 
 
 class _Version(BaseHTTPRequestHandler):

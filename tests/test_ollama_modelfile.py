@@ -87,8 +87,8 @@ def test_from_a_local_gguf_needs_a_blob():
 @pytest.mark.parametrize(("text", "line", "words"), [
     ("FROM x\nPARAMETER context_length 4096\n", 2, ["context_length", "num_ctx", "not Ollama syntax"]),
     ("FROM x\n\nFILE ./doc.txt\n", 3, ["FILE is not a Modelfile instruction", "SYSTEM"]),
-    ("FROM x\nPARAMETR temperature 1\n", 2, ["PARAMETR", "Did you mean PARAMETER"]),
-    ("FROM x\nPARAMETER temprature 0.5\n", 2, ["temprature", "Did you mean temperature"]),
+    ("FROM x\nPARAMETR temperature 1\n", 2, ["PARAMETR", "Did you mean 'parameter'"]),
+    ("FROM x\nPARAMETER temprature 0.5\n", 2, ["temprature", "Did you mean 'temperature'"]),
     ("FROM x\nPARAMETER n_gpu_layers 10\n", 2, ["num_gpu"]),
     ("FROM x\nPARAMETER num_ctx big\n", 2, ["num_ctx", "whole number"]),
     ("FROM x\nPARAMETER temperature\n", 2, ["has no value"]),
@@ -132,5 +132,18 @@ def test_read_modelfile_names_the_file(tmp_path):
     path.write_text("FROM smollm2:135m\nPARAMETER context_length 2048\n")
     with pytest.raises(SlmLabError, match=rf"{path}, line 2"):
         read_modelfile(path)
-    with pytest.raises(SlmLabError, match="No Modelfile"):
+    with pytest.raises(SlmLabError, match="Modelfile .*missing does not exist"):
         read_modelfile(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(("bom", "newline"), [("\ufeff", "\n"), ("", "\r\n"), ("\ufeff", "\r\n")],
+                         ids=["bom", "crlf", "bom+crlf"])
+def test_windows_modelfiles_parse_like_the_plain_file(tmp_path, bom, newline):
+    """Notepad writes a byte-order mark and CRLF line ends; Ollama's parser reads such a file like any other."""
+    text = bom + FULL.replace("\n", newline)
+    assert parse_modelfile(text) == parse_modelfile(FULL)
+    path = tmp_path / "Modelfile"
+    path.write_bytes(text.encode("utf-8"))
+    assert read_modelfile(path) == parse_modelfile(FULL)
+    system = read_modelfile(path).system
+    assert system == "You are a terse assistant.\nAnswer in one line." and "\r" not in system

@@ -60,7 +60,13 @@ def test_keep_alive_and_hosts():
         parse_keep_alive("five minutes")
     assert parse_host(None) == ("127.0.0.1", 11434) and parse_host(":8080") == ("127.0.0.1", 8080)
     assert parse_host("0.0.0.0:1234") == ("0.0.0.0", 1234) and parse_host("http://example.com") == ("example.com", 80)
-    assert host_url("localhost") == "http://localhost:11434"
+    assert host_url("localhost") == "http://localhost:11434" and host_url(None) == "http://127.0.0.1:11434"
+    # Ollama's rules: a scheme without a port means its own port; "every interface" is reached through loopback
+    assert host_url("https://ollama.example.org") == "https://ollama.example.org:443"
+    assert host_url("0.0.0.0:8080") == "http://127.0.0.1:8080" and host_url("::") == "http://[::1]:11434"
+    assert host_url("https://example.com:56789/path/") == "https://example.com:56789/path"
+    with pytest.raises(SlmLabError, match="invalid port"):
+        host_url("localhost:port")
     assert normalize("SmolLM2") == "smollm2:latest" and normalize("registry.ollama.ai/library/x:1") == "x:1"
 
 
@@ -81,6 +87,81 @@ def test_serve_ollama_command_line(monkeypatch, tmp_path):
 
     with pytest.raises(SlmLabError, match="not bundled"):
         run(parser.parse_args(["serve", "ollama", "--models", "llama3.2"]))
+
+
+@pytest.fixture
+def app_http(tmp_path):
+    """The app in-process (no model loaded): the bundled chat model registered by hand, nothing hashed."""
+    from starlette.testclient import TestClient
+
+    from slmlab.serve.ollama.app import create_app
+    from slmlab.serve.ollama.names import BUNDLED
+    from slmlab.serve.ollama.registry import ModelEntry, Registry
+
+    registry = Registry(tmp_path)
+    spec = BUNDLED[CHAT]
+    registry.put(ModelEntry(name=CHAT, base=spec.key, template=spec.template, system=spec.system,
+                            parameters=dict(spec.parameters)))
+    with TestClient(create_app(registry)) as http:
+        yield http
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(("path", "body", "status", "error"), [
+    ("/api/generate", {"prompt": "x"}, 400, "model is required"),
+    ("/api/chat", {"name": " ", "messages": []}, 400, "model is required"),
+    ("/api/generate", {"model": CHAT, "stream": "yes"}, 400, "invalid value for 'stream': Input should be a valid"),
+    ("/api/generate", {"model": CHAT, "prompt": 5}, 400, "invalid value for 'prompt'"),
+    ("/api/chat", {"model": CHAT, "messages": [{"role": "robot"}]}, 400, "invalid value for 'messages[0].role'"),
+    ("/api/generate", {"model": CHAT, "options": {"num_ctx": "big"}}, 400, "options: PARAMETER num_ctx 'big'"),
+    ("/api/generate", {"model": CHAT, "keep_alive": "soon"}, 400, 'time: invalid duration "soon"'),
+    ("/api/generate", {"model": CHAT, "template": "{{ end }}"}, 400, "TEMPLATE"),
+    ("/api/generate", {"model": CHAT, "prompt": "x", "images": ["aGk="]}, 400, "does not support image input"),
+    ("/api/embed", {"model": CHAT, "input": [1, 2]}, 400, "'input' must be a string or a list of strings"),
+    ("/api/embed", {"model": CHAT, "input": "x"}, 400, '"smollm2:135m" does not support embeddings'),
+    ("/api/copy", {"source": CHAT}, 400, "destination is required"),
+    ("/api/create", {"model": "x", "from": CHAT, "parameters": {"n_ctx": 1}}, 400, "Ollama calls it num_ctx"),
+    ("/api/create", {"model": "x", "modelfile": "FROM ./m.gguf\n"}, 400, "FROM ./m.gguf is a local file"),
+    ("/api/create", {"model": "x", "modelfile": "FORM x\n"}, 400, "modelfile, line 1: 'FORM'"),
+    ("/api/show", {"model": "ghost", "verbose": None}, 404, "model 'ghost' not found"),
+    ("/api/pull", {"model": "llama3.2"}, 404, "file does not exist"),
+])
+def test_requests_are_checked_before_any_model_loads(app_http, path, body, status, error):
+    answer = app_http.post(path, json=body)
+    assert answer.status_code == status and error in answer.json()["error"], answer.text
+
+
+@pytest.mark.fast
+def test_bodies_are_json_whatever_their_content_type(app_http):
+    assert app_http.post("/api/generate", content=b"").json() == {"error": "missing request body"}
+    assert "invalid JSON" in app_http.post("/api/chat", content=b"{not json").json()["error"]
+    assert app_http.post("/api/chat", content=b"[1]").json() == {"error": "the request body must be a JSON object"}
+    # curl -d sends application/x-www-form-urlencoded; Ollama reads the body as JSON anyway
+    made = app_http.post("/api/copy", content=json.dumps({"source": CHAT, "destination": "by-curl"}),
+                         headers={"content-type": "application/x-www-form-urlencoded"})
+    assert made.status_code == 200
+    assert "by-curl:latest" in [m["name"] for m in app_http.get("/api/tags").json()["models"]]
+    assert app_http.get("/api/nothing").json() == {"error": "404 page not found"}
+    assert app_http.get("/api/generate").json() == {"error": "405 method not allowed"}
+
+
+@pytest.mark.fast
+def test_legacy_modelfile_create_and_openai_error_shape(app_http):
+    created = app_http.post("/api/create", json={"model": "legacy", "stream": False, "license": None,
+                                                 "modelfile": "FROM smollm2:135m\r\nPARAMETER top_k 5\r\n"})
+    assert created.json() == {"status": "success"}
+    shown = app_http.post("/api/show", json={"name": "legacy"}).json()
+    assert "top_k                          5" in shown["parameters"]
+    assert "legacy:latest" in [m["id"] for m in app_http.get("/v1/models").json()["data"]]
+    for body, status, words in [({"model": CHAT, "messages": []}, 400, "messages must not be empty"),
+                                ({"model": CHAT, "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, 400,
+                                 "invalid value for 'max_tokens'"),
+                                ({"model": "ghost", "messages": [{"role": "user", "content": "x"}]}, 404, "not found")]:
+        answer = app_http.post("/v1/chat/completions", json=body)
+        error = answer.json()["error"]
+        assert answer.status_code == status and words in error["message"] and error["type"] == "invalid_request_error"
+    empty = app_http.post("/v1/embeddings", json={"model": CHAT, "input": ""})
+    assert empty.status_code == 400 and "non-empty" in empty.json()["error"]["message"]
 
 
 # ---------------------------------------------------------------------------------------------- the server
@@ -246,7 +327,7 @@ def test_show(http):
     ("/api/generate", {"prompt": "x"}, 400, "model is required"),
     ("/api/generate", {"model": "nope:1b", "prompt": "x"}, 404, "not found"),
     ("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404, "not found"),
-    ("/api/chat", {"model": CHAT, "messages": [{"role": "robot", "content": "x"}]}, 400, "invalid message 0"),
+    ("/api/chat", {"model": CHAT, "messages": [{"role": "robot", "content": "x"}]}, 400, "messages[0].role"),
     ("/api/generate", {"model": CHAT, "prompt": "x", "options": {"num_ctx": "big"}}, 400, "num_ctx"),
     ("/api/generate", {"model": CHAT, "prompt": "x", "stream": "yes"}, 400, "stream"),
     ("/api/generate", {"model": CHAT, "prompt": "x", "keep_alive": "soon"}, 400, "invalid duration"),
@@ -361,17 +442,17 @@ def test_embeddings(http):
     vectors = answer["embeddings"]
     assert answer["model"] == "all-minilm" and len(vectors) == 3 and len(vectors[0]) == 384
     assert answer["prompt_eval_count"] > 10 and answer["total_duration"] > 0 and "load_duration" in answer
-    dot = [[sum(a * b for a, b in zip(u, v)) for v in vectors] for u in vectors]
+    dot = [[sum(a * b for a, b in zip(u, v, strict=True)) for v in vectors] for u in vectors]
     assert all(abs(dot[i][i] - 1) < 1e-4 for i in range(3))  # unit length
     assert dot[0][1] > dot[0][2] + 0.2  # cat/kitten closer than cat/markets
     one = http.post("/api/embed", json={"model": "all-minilm", "input": texts[0]}).json()["embeddings"]
-    assert len(one) == 1 and max(abs(a - b) for a, b in zip(one[0], vectors[0])) < 1e-5
+    assert len(one) == 1 and max(abs(a - b) for a, b in zip(one[0], vectors[0], strict=True)) < 1e-5
     short = http.post("/api/embed", json={"model": "all-minilm", "input": texts[0], "dimensions": 64}).json()
     assert len(short["embeddings"][0]) == 64
     too_long = http.post("/api/embed", json={"model": "all-minilm", "input": "word " * 400, "truncate": False})
     assert too_long.status_code == 400 and "context length" in too_long.json()["error"]
     legacy = http.post("/api/embeddings", json={"model": "all-minilm", "prompt": texts[0]}).json()
-    assert max(abs(a - b) for a, b in zip(legacy["embedding"], vectors[0])) < 1e-5
+    assert max(abs(a - b) for a, b in zip(legacy["embedding"], vectors[0], strict=True)) < 1e-5
     assert http.post("/api/embeddings", json={"model": "all-minilm", "prompt": ""}).json() == {"embedding": []}
     not_chat = http.post("/api/chat", json={"model": "all-minilm", "messages": [{"role": "user", "content": "x"}]})
     assert not_chat.status_code == 400 and "does not support chat" in not_chat.json()["error"]

@@ -274,7 +274,7 @@ def test_llamacpp_command_flags():
     assert flags == {"--model": "/m.gguf", "--model_alias": "tiny", "--host": "127.0.0.1", "--port": "{port}",
                      "--n_ctx": "1024", "--n_threads": flags["--n_threads"], "--chat_format": "chat_template.default",
                      "--logits_all": "false", "--interrupt_requests": "false", "--api_key": "k", "--n_gpu_layers": "-1"}
-    with pytest.raises(SlmLabError, match="(?s)'n_gpu_layer' is not a setting.*Did you mean n_gpu_layers=?"):
+    with pytest.raises(SlmLabError, match="(?s)'n_gpu_layer' is not a setting.*Did you mean 'n_gpu_layers'"):
         llamacpp_command("/m.gguf", "tiny", n_gpu_layer=1)
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import os
 import sys
 from typing import Any
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
 from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, resolve
 from slmlab.process import HOST, ServerProcess
 
@@ -52,10 +51,8 @@ def llamacpp_command(gguf: str | os.PathLike, alias: str, n_ctx: int = 2048, api
         args["api_key"] = api_key
     for key, value in settings.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f"Did you mean {close[0]}=? " if close else ""
             raise SlmLabError(f"'{key}' is not a setting of llama-cpp-python's server.",
-                              f"{hint}Settings: python -m llama_cpp.server --help")
+                              f"{did_you_mean(key, fields, n=1)}Settings: python -m llama_cpp.server --help")
         args[key] = value
     cmd = [sys.executable, "-m", "llama_cpp.server"]
     for key, value in args.items():

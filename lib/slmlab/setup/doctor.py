@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from slmlab.errors import SlmLabError
+from slmlab.serve.ollama.server import host_url
 
 MIN_FREE_RAM_GB = 1.5  # one notebook at a time fits in this (mybinder.org gives 2 GB)
 MIN_FREE_DISK_GB = 1.0
@@ -133,15 +134,8 @@ def check_disk() -> Check:
 
 
 def ollama_url() -> str:
-    """Ollama's base URL from OLLAMA_HOST, with Ollama's defaults (http, port 11434)."""
-    host = os.environ.get("OLLAMA_HOST", "").strip() or "127.0.0.1:11434"
-    if "://" not in host:
-        host = "http://" + host
-    scheme, rest = host.split("://", 1)
-    rest = rest.rstrip("/")
-    if ":" not in rest.rsplit("]", 1)[-1]:
-        rest += ":11434"
-    return f"{scheme}://{rest.replace('0.0.0.0', '127.0.0.1')}"
+    """Ollama's base URL from OLLAMA_HOST, by Ollama's own rules (see slmlab.serve.ollama.server.host_url)."""
+    return host_url(os.environ.get("OLLAMA_HOST"))
 
 
 def check_ollama(timeout: float = 1.5) -> Check:

@@ -15,7 +15,6 @@ Lines starting with ``#`` are comments.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Mapping
@@ -23,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
+from slmlab.textfiles import normalize_text, read_text
 
 INSTRUCTIONS = ("FROM", "PARAMETER", "TEMPLATE", "SYSTEM", "MESSAGE", "LICENSE", "ADAPTER")
 MESSAGE_ROLES = ("system", "user", "assistant")
@@ -63,9 +63,8 @@ def check_parameter(name: str, value: Any, *, source: str = "parameters", line: 
             extra = (" (the seed chapter's 'context_length' is not Ollama syntax)" if key == "context_length" else "")
             raise _error(source, line, f"'{name}' is not an Ollama parameter{extra}.",
                          f"Use PARAMETER {right} …: Ollama calls it {right}.")
-        close = difflib.get_close_matches(key, list(PARAMETERS), n=1)
         raise _error(source, line, f"'{name}' is not an Ollama parameter.",
-                     (f"Did you mean {close[0]}? " if close else "") + f"Parameters: {', '.join(PARAMETERS)}.")
+                     f"{did_you_mean(key, PARAMETERS, n=1)}Parameters: {', '.join(PARAMETERS)}.")
     try:
         if kind is list:
             items = value if isinstance(value, list | tuple) else [value]
@@ -219,7 +218,7 @@ def parse_modelfile(text: str, source: str = "Modelfile") -> Modelfile:
     """Parse Modelfile text; `source` names it in errors (e.g. the file's path)."""
     if not isinstance(text, str):
         raise SlmLabError(f"A Modelfile must be text, not {type(text).__name__}.", "Pass the file's contents as a str.")
-    lines = text.replace("\r\n", "\n").split("\n")
+    lines = normalize_text(text).split("\n")  # as Ollama's parser: a byte-order mark skipped, CRLF read as LF
     found: dict[str, Any] = {"from": None, "parameters": {}, "template": None, "system": None, "messages": [],
                              "license": [], "adapters": []}
     index = 0
@@ -239,9 +238,9 @@ def parse_modelfile(text: str, source: str = "Modelfile") -> Modelfile:
                              "A Modelfile cannot attach documents: put short text in SYSTEM or a MESSAGE, or "
                              "retrieve passages at request time (embeddings + similarity search). "
                              f"Instructions: {', '.join(INSTRUCTIONS)}.")
-            close = difflib.get_close_matches(command, INSTRUCTIONS, n=1)
             raise _error(source, number, f"'{word}' is not a Modelfile instruction.",
-                         (f"Did you mean {close[0]}? " if close else "") + f"Instructions: {', '.join(INSTRUCTIONS)}.")
+                         f"{did_you_mean(word, [i.lower() for i in INSTRUCTIONS], n=1)}"
+                         f"Instructions: {', '.join(INSTRUCTIONS)}.")
         if not rest:
             raise _error(source, number, f"{command} needs a value.", _USAGE[command])
         if command == "PARAMETER":
@@ -298,10 +297,7 @@ _USAGE = {
 
 def read_modelfile(path: str | os.PathLike) -> Modelfile:
     """Parse a Modelfile on disk (errors name the file and line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SlmLabError(f"No Modelfile at {path}.", "Check the path; a Modelfile is a plain text file.")
-    return parse_modelfile(path.read_text(encoding="utf-8"), source=str(path))
+    return parse_modelfile(read_text(path, what="Modelfile"), source=os.fspath(path))
 
 
 def create_model(client: Any, model: str, modelfile: Modelfile | str, base_dir: str | os.PathLike = ".",

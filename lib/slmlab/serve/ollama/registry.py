@@ -1,9 +1,9 @@
 """The model store behind ``/api/tags``, ``/api/create``, ``/api/copy``, ``/api/delete``, ``/api/pull``.
 
-One JSON manifest (``manifest.json``) under ``$OLLAMA_MODELS`` or ``slmlab.models.resolver.cache_dir()/ollama`` lists the
-models by name. A model is a base (a bundled slmlab model, or a GGUF blob uploaded through ``/api/blobs``) plus
-the layers a Modelfile adds: template, system prompt, parameters, messages, licence. Weights are never copied:
-bundled ones stay in their packages, uploaded ones in ``blobs/``.
+One JSON manifest (``manifest.json``) under ``$OLLAMA_MODELS`` or ``slmlab.models.resolver.cache_dir()/ollama``
+lists the models by name. A model is a base (a bundled slmlab model, or a GGUF blob uploaded through
+``/api/blobs``) plus the layers a Modelfile adds: template, system prompt, parameters, messages, licence.
+Weights are never copied: bundled ones stay in their packages, uploaded ones in ``blobs/``.
 """
 
 from __future__ import annotations
@@ -118,7 +118,8 @@ class Registry:
                 self._models = {name: ModelEntry(**entry) for name, entry in data.get("models", {}).items()}
             except (json.JSONDecodeError, TypeError) as exc:
                 raise SlmLabError(f"The model manifest {self.manifest} is damaged ({exc}).",
-                                  "Delete it (models created through /api/create are then forgotten) and restart.")
+                                  "Delete it (models created through /api/create are then forgotten) and restart."
+                                  ) from None
 
     # ------------------------------------------------------------------ persistence
     def _save(self) -> None:

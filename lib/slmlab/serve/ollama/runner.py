@@ -162,7 +162,7 @@ class Runner:
                                   "Run: pip install -e '.[embeddings]'") from None
             model = SentenceTransformer(str(path), device="cpu")
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-            return Engine(key, model, size, int(model.max_seq_length))
+            return Engine(key, model, size, int(model.max_seq_length or model.tokenizer.model_max_length))
         from slmlab.backends.llamacpp import LlamaCppBackend
         from slmlab.models.resolver import ResolvedModel
 

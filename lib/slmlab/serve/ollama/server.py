@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import sys
 import urllib.parse
@@ -16,29 +18,48 @@ DEFAULT_PORT = 11434
 DEFAULT_MODELS = ("smollm2:135m",)
 
 
-def parse_host(value: str | None, default_host: str = HOST, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """(host, port) from an OLLAMA_HOST-style value: "host", "host:port", ":port", "http://host:port"."""
+# What a client connects to when OLLAMA_HOST names "every interface" (as the server's listen address).
+LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def _split_host(value: str | None) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path) from an OLLAMA_HOST-style value, by Ollama's rules: no scheme means http and
+    port 11434; ``http://`` without a port means 80 and ``https://`` 443; no host means 127.0.0.1."""
     text = (value or "").strip()
-    if not text:
-        return default_host, default_port
     scheme, sep, rest = text.partition("://")
+    default_port = DEFAULT_PORT
     if not sep:
         scheme, rest = "http", text
-    split = urllib.parse.urlsplit(f"{scheme}://{rest}")
+    elif scheme == "http":
+        default_port = 80
+    elif scheme == "https":
+        default_port = 443
+    hostport, slash, path = rest.partition("/")
+    with contextlib.suppress(ValueError):  # a bare IPv6 address ("::1") gets the brackets a URL needs
+        hostport = f"[{ipaddress.IPv6Address(hostport)}]"
+    split = urllib.parse.urlsplit(f"{scheme}://{hostport}{slash}{path}")
     try:
         port = split.port
     except ValueError:
         raise SlmLabError(f"OLLAMA_HOST={value!r} has an invalid port.",
                           "Use host:port, e.g. 127.0.0.1:11434.") from None
-    return split.hostname or default_host, port or (80 if sep and scheme == "http" else 443 if scheme == "https"
-                                                     else default_port)
+    return scheme, split.hostname or HOST, port or default_port, split.path.strip("/")
+
+
+def parse_host(value: str | None) -> tuple[str, int]:
+    """(host, port) to listen on, from an OLLAMA_HOST-style value: "host", "host:port", ":port",
+    "http://host:port" (``0.0.0.0`` stays: it means every interface)."""
+    _, host, port, _ = _split_host(value)
+    return host, port
 
 
 def host_url(value: str | None) -> str:
-    """The base URL for an OLLAMA_HOST-style value (what ollama.Client(host=...) would use)."""
-    host, port = parse_host(value)
-    scheme = "https" if (value or "").startswith("https://") else "http"
-    return f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
+    """The base URL a client uses for an OLLAMA_HOST-style value (what ``ollama.Client(host=...)`` connects to);
+    a listen-on-every-interface address (``0.0.0.0``) is reached through the loopback."""
+    scheme, host, port, path = _split_host(value)
+    host = LOOPBACK.get(host, host)
+    url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
+    return f"{url}/{path}" if path else url
 
 
 def ollama_server(models: Sequence[str] = DEFAULT_MODELS, port: int | None = None,

@@ -68,7 +68,7 @@ class _Translator:
             if not match or match.end() == pos:
                 raise self.fail(f"cannot read {text[pos:]!r} in {{{{ {text} }}}}.")
             pos = match.end()
-            kind = match.lastgroup
+            kind = match.lastgroup or ""
             out.append((kind, match.group(kind)))
         return out
 
@@ -275,10 +275,12 @@ def check_template(source: str) -> None:
 
 def render(source: str, variables: Mapping[str, Any]) -> str:
     """Render an Ollama (Go) template with `variables` (System, Prompt, Response, Messages …)."""
+    from jinja2 import TemplateError as JinjaError
+
     template, texts = _compile(source)
     try:
         return template.render(_t=texts, _root=dict(variables), **variables)
-    except Exception as exc:  # a Jinja runtime error (e.g. comparing a string with a number)
+    except (JinjaError, TypeError, ValueError, LookupError, AttributeError) as exc:  # e.g. comparing str with int
         raise TemplateError(f"TEMPLATE failed to render: {exc}", "Check the template's conditions.") from None
 
 
