@@ -27,6 +27,8 @@ class UpstreamError(SlmLabError):
 
 
 def did_you_mean(wanted: object, choices: Iterable[str], n: int = 3, cutoff: float = 0.5) -> str:
-    """``"Did you mean 'a', 'b'? "`` for the closest of ``choices`` to ``wanted``, or ``""`` when none is close."""
-    close = difflib.get_close_matches(str(wanted).strip().lower(), list(choices), n=n, cutoff=cutoff)
-    return f"Did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    """``"Did you mean 'a', 'b'? "`` for the closest of ``choices`` to ``wanted`` (case does not matter; the choices
+    come back as spelled), or ``""`` when none is close."""
+    spelled = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(str(wanted).strip().lower(), list(spelled), n=n, cutoff=cutoff)
+    return f"Did you mean {', '.join(repr(spelled[c]) for c in close)}? " if close else ""
