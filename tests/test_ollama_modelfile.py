@@ -87,7 +87,7 @@ def test_from_a_local_gguf_needs_a_blob():
 @pytest.mark.parametrize(("text", "line", "words"), [
     ("FROM x\nPARAMETER context_length 4096\n", 2, ["context_length", "num_ctx", "not Ollama syntax"]),
     ("FROM x\n\nFILE ./doc.txt\n", 3, ["FILE is not a Modelfile instruction", "SYSTEM"]),
-    ("FROM x\nPARAMETR temperature 1\n", 2, ["PARAMETR", "Did you mean 'parameter'"]),
+    ("FROM x\nPARAMETR temperature 1\n", 2, ["PARAMETR", "Did you mean 'PARAMETER'"]),
     ("FROM x\nPARAMETER temprature 0.5\n", 2, ["temprature", "Did you mean 'temperature'"]),
     ("FROM x\nPARAMETER n_gpu_layers 10\n", 2, ["num_gpu"]),
     ("FROM x\nPARAMETER num_ctx big\n", 2, ["num_ctx", "whole number"]),

@@ -239,7 +239,7 @@ def parse_modelfile(text: str, source: str = "Modelfile") -> Modelfile:
                              "retrieve passages at request time (embeddings + similarity search). "
                              f"Instructions: {', '.join(INSTRUCTIONS)}.")
             raise _error(source, number, f"'{word}' is not a Modelfile instruction.",
-                         f"{did_you_mean(word, [i.lower() for i in INSTRUCTIONS], n=1)}"
+                         f"{did_you_mean(word, INSTRUCTIONS, n=1)}"
                          f"Instructions: {', '.join(INSTRUCTIONS)}.")
         if not rest:
             raise _error(source, number, f"{command} needs a value.", _USAGE[command])
