@@ -30,7 +30,8 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
         raise SlmLabError(f"The {what} {path} does not exist.", "Check the path (relative paths start from the "
                           f"current folder, {Path.cwd()}).") from None
     except IsADirectoryError:
-        raise SlmLabError(f"The {what} {path} is a folder, not a file.", "Give the path of the file inside it.") from None
+        raise SlmLabError(f"The {what} {path} is a folder, not a file.",
+                          "Give the path of the file inside it.") from None
     try:
         return normalize_text(data.decode("utf-8"))
     except UnicodeDecodeError as exc:

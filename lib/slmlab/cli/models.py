@@ -24,8 +24,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     for spec in specs:
         est = footprint.estimate(spec, args.quant, min(args.context, spec.context), hw)
         offline = "yes" if spec.key in models.BUNDLED else ""
+        verdict = f"[{colors.get(est.verdict or '', 'white')}]{est.verdict}[/]"
         table.add_row(spec.key, spec.tier, f"{spec.params_b:g}", f"{est.weights_gb:.2f}", f"{est.kv_cache_gb:.2f}",
-                      f"{est.total_gb:.2f}", f"[{colors[est.verdict]}]{est.verdict}[/]", offline, spec.license)
+                      f"{est.total_gb:.2f}", verdict, offline, spec.license)
     Console(width=160).print(table)
     return 0
 
@@ -35,7 +36,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from slmlab.models.resolver import resolve
 
     resolved = resolve(args.model)
-    print(f"{resolved.name}: {resolved.path} ({resolved.source}, {resolved.size_mb} MB, sha256 {resolved.sha256 or 'n/a'})")
+    sha256 = resolved.sha256 or "n/a"
+    print(f"{resolved.name}: {resolved.path} ({resolved.source}, {resolved.size_mb} MB, sha256 {sha256})")
     if resolved.format == "gguf":
         for key, value in resolved.inspect().summary().items():
             print(f"  {key:15} {value}")

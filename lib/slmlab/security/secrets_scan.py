@@ -36,11 +36,12 @@ KNOWN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compil
     ("google-api-key", r"\b(AIza[0-9A-Za-z_-]{35})"),
     ("slack-token", r"\b(xox[abprs]-[A-Za-z0-9-]{10,})"),
     ("bearer-header", r"(?i)\bbearer\s+([A-Za-z0-9._~+/=-]{20,})"),
-    ("key-assignment", r"(?i)\b(?:api[_-]?key|secret|token|password|passwd)\w*\s*[:=]\s*[\"']([^\"'\s{}$<>]{12,})[\"']"),
+    ("key-assignment",
+     r"(?i)\b(?:api[_-]?key|secret|token|password|passwd)\w*\s*[:=]\s*[\"']([^\"'\s{}$<>]{12,})[\"']"),
 ))
 # '/' and '.' end a token, so paths, Hub repo ids and dotted names are judged piece by piece (a standard-base64
 # key split by '/' into short pieces is missed: the known patterns still catch prefixed keys).
-_TOKEN = re.compile(r"[A-Za-z0-9_+=-]{%d,}" % ENTROPY_MIN_LENGTH)
+_TOKEN = re.compile(rf"[A-Za-z0-9_+=-]{{{ENTROPY_MIN_LENGTH},}}")
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,8 @@ def looks_random(token: str, threshold: float = ENTROPY_THRESHOLD) -> bool:
     """A token long enough, mixing upper case, lower case and digits, with entropy over `threshold`, that is
     not a name made of short dash-separated words."""
     core = token.strip("=")
-    return (not name_like(core) and len(core) >= ENTROPY_MIN_LENGTH and any(c.isupper() for c in core) and any(c.islower() for c in core)
-            and any(c.isdigit() for c in core) and entropy(core) >= threshold)
+    mixed = any(c.isupper() for c in core) and any(c.islower() for c in core) and any(c.isdigit() for c in core)
+    return (not name_like(core) and len(core) >= ENTROPY_MIN_LENGTH and mixed and entropy(core) >= threshold)
 
 
 def scan_text(text: str, threshold: float = ENTROPY_THRESHOLD) -> list[tuple[int, str, str]]:
