@@ -68,6 +68,24 @@ def test_keys_come_from_the_environment_and_a_secret_file(tmp_path):
 
 
 @pytest.mark.fast
+def test_a_key_file_saved_on_windows_loads_like_a_plain_one(tmp_path):
+    plain, windows = tmp_path / "plain", tmp_path / "notepad"
+    plain.write_bytes(f"# one key per line\n{OTHER_KEY}\n{KEY}\n".encode())
+    windows.write_bytes(f"\ufeff# one key per line\r\n{OTHER_KEY}\r\n{KEY}\r\n".encode())  # BOM + CRLF
+    assert read_keys_file(windows) == read_keys_file(plain) == [OTHER_KEY, KEY]
+    bom_first = tmp_path / "bom-first"
+    bom_first.write_bytes(f"\ufeff{KEY}\r\n".encode())  # the BOM right before the key: not part of it
+    assert load_api_keys(keys_file=bom_first) == (KEY,)
+    client = TestClient(_app(api_keys=AppSettings.from_env({"SLMLAB_API_KEYS_FILE": str(windows)}).api_keys))
+    assert client.get("/v1/models", headers=_bearer(KEY)).status_code == 200
+    latin1 = tmp_path / "latin1"
+    latin1.write_bytes(KEY.encode() + b"\n" + "clé-secrète-0123456789".encode("latin-1") + b"\n")
+    with pytest.raises(SlmLabError, match=r"API-key file .*latin1 is not UTF-8 text \(line 2") as err:
+        read_keys_file(latin1)
+    assert KEY not in str(err.value) and "secr" not in str(err.value)
+
+
+@pytest.mark.fast
 def test_key_errors_name_the_source_never_the_key(tmp_path):
     with pytest.raises(SlmLabError, match="does not exist") as err:
         load_api_keys(keys_file=tmp_path / "missing")

@@ -18,12 +18,14 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from fake_upstreams import FakeOllama
 from slmlab.backends import open_backend
 from slmlab.errors import SlmLabError
 from slmlab.process import group_members, port_in_use
-from slmlab.serve.gateway.app import AppSettings, backend_factory_from_env, create_app
+from slmlab.serve.gateway.app import AppSettings, backend_factory_from_env, backend_options, create_app, parse_args
 from slmlab.serve.gateway.protocol import ChatRequest, validation_error
 from slmlab.serve.gateway.server import app_command, app_server
+from slmlab.serve.gateway.settings import backend_factory, upstream_options
 
 N_CTX = 512
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -143,6 +145,40 @@ def test_a_model_that_fails_to_load_makes_readyz_red_with_the_reason():
         assert client.get("/healthz").status_code == 200  # alive, not ready: restart rather than route to it
         answer = client.post("/v1/chat/completions", json={"messages": QUESTION})
         assert answer.status_code == 503 and "no-such-model" in answer.json()["error"]["message"]
+
+
+@pytest.mark.fast
+def test_a_gateway_calls_the_served_model_not_the_upstreams_first_listed_one(monkeypatch):
+    """Issue 16: in front of an Ollama whose store lists an embedding model first, every chat got "400: does not
+    support chat". The gateway now calls --served-model-name when the upstream has it (or its only chat model)."""
+    import httpx2
+
+    monkeypatch.delenv("SLMLAB_UPSTREAM_API_KEY_FILE", raising=False)
+    args = parse_args(["--engine", "openai", "--upstream-url", "http://127.0.0.1:9/v1",
+                       "--served-model-name", "smollm2:135m"])
+    options = backend_options(args, AppSettings(served_model_name="smollm2:135m"))
+    assert options == {"base_url": "http://127.0.0.1:9/v1", "preferred_model": "smollm2:135m"}
+    env = {"SLMLAB_BACKEND": "openai", "SLMLAB_SERVED_MODEL_NAME": "smollm2:135m"}
+    assert "open_backend('openai', None)" in backend_factory_from_env(env).__qualname__  # a preference, not a model
+    upstream = FakeOllama(("all-minilm:latest", "gemma3:270m", "smollm2:135m"))
+    assert upstream.models[0] == "all-minilm:latest"
+    for served, answered_by in (("smollm2:135m", "smollm2:135m"), ("assistant", None)):
+        client = httpx2.Client(transport=httpx2.MockTransport(upstream))
+        factory = backend_factory("openai", None, {**upstream_options(options["base_url"], served),
+                                                   "http_client": client})
+        with TestClient(create_app(factory, AppSettings(served_model_name=served))) as gateway:
+            deadline = time.monotonic() + 30
+            while (ready := gateway.get("/readyz")).json()["detail"] == "loading":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            answer = gateway.post("/v1/chat/completions", json={"messages": QUESTION, "max_tokens": 4})
+            if answered_by:
+                assert ready.status_code == 200 and answer.status_code == 200, answer.text
+                assert answer.json()["choices"][0]["message"]["content"] == answered_by
+                assert answer.json()["model"] == served
+            else:  # two chat models upstream and a served name it does not have: say so, guess nothing
+                assert ready.status_code == 503 and answer.status_code == 503
+                assert "serves 2 models that can chat: 'gemma3:270m', 'smollm2:135m'" in ready.json()["detail"]
 
 
 # ---------------------------------------------------------------- slow: in-process, real model
@@ -289,6 +325,36 @@ def test_a_failed_load_is_retried_until_the_model_is_there(tmp_path):
         assert answer.status_code == 200 and answer.json()["model"] == "arrives-later"
 
 
+@pytest.mark.slow
+def test_a_gateway_in_front_of_ollama_with_an_embedding_model_listed_first(tmp_path, monkeypatch):
+    """Issue 16 end to end: slmlab's Ollama server, whose store got all-minilm pulled (listed before smollm2),
+    behind the gateway as notebook 3.4 runs it (model=None, served_model_name='smollm2:135m')."""
+    from slmlab.backends.openai_http import OpenAIBackend
+    from slmlab.serve.ollama.server import ollama_server
+
+    monkeypatch.setenv("SLMLAB_LOG_DIR", str(tmp_path / "logs"))
+    with ollama_server(models=("smollm2:135m",), models_dir=tmp_path / "store") as ollama:
+        with httpx.Client(base_url=ollama.url, trust_env=False, timeout=180) as http:
+            assert http.post("/api/pull", json={"model": "all-minilm", "stream": False}).json() == {"status": "success"}
+            listed = [m["id"] for m in http.get("/v1/models").json()["data"]]
+        assert listed == ["all-minilm:latest", "smollm2:135m"]  # the first one listed cannot chat
+        with OpenAIBackend(ollama.url) as direct:  # the upstream's only chat model, told by /api/show
+            assert direct.model_name == "smollm2:135m"
+        with pytest.raises(SlmLabError, match="'all-minilm:latest' .* cannot chat"):
+            OpenAIBackend(ollama.url, model="all-minilm:latest")
+        with app_server(engine="openai", model=None, upstream_url=f"{ollama.url}/v1",
+                        served_model_name="smollm2:135m") as gateway:
+            with httpx.Client(base_url=gateway.url, trust_env=False, timeout=180) as http:
+                answer = http.post("/v1/chat/completions", json={"messages": QUESTION, "max_tokens": 4})
+                streamed = http.post("/v1/chat/completions", json={"messages": QUESTION, "max_tokens": 4,
+                                                                    "stream": True}).text
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model"] == "smollm2:135m" and body["usage"]["completion_tokens"] >= 1
+    assert body["choices"][0]["message"]["content"].strip()
+    assert streamed.rstrip().endswith("data: [DONE]") and "model_error" not in streamed
+
+
 # ---------------------------------------------------------------- slow: under uvicorn, as a subprocess
 
 @pytest.fixture(scope="module")
@@ -336,7 +402,7 @@ def test_a_client_leaving_mid_stream_frees_the_model(server):
         # It stopped well before the 256 tokens asked for (about 0.5 s of decoding, whatever the machine's speed).
         assert _metric(http.get("/metrics").text, "slmlab_completion_tokens_total",
                        model="smollm2-135m-instruct") - before < 200
-    assert "POST /v1/chat/completions HTTP/1.1\" 200" in server.log_tail(40)
+    assert "POST /v1/chat/completions HTTP/1.1\" 200" in server.log_tail(2000)  # after the /metrics polls
 
 
 @pytest.mark.slow

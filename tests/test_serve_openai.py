@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from fake_upstreams import FakeOllama
 from slmlab.backends import Backend
 from slmlab.backends.base import GenerationOptions
 from slmlab.backends.openai_http import API_KEY_ENV, OpenAIBackend, _context_error, _split_url, openai_kwargs
@@ -218,7 +219,7 @@ def fake_backend(server: FakeServer, **kwargs) -> OpenAIBackend:
 def test_openai_backend_against_a_vllm_like_server(monkeypatch):
     monkeypatch.delenv(API_KEY_ENV, raising=False)
     server = FakeServer()
-    with fake_backend(server) as backend:
+    with fake_backend(server, model="m1") as backend:
         assert isinstance(backend, Backend) and backend.model_name == "m1" and backend.server_models == ["m1", "m2"]
         gen = backend.chat("Hello")
         assert (gen.text, gen.prompt_tokens, gen.completion_tokens, gen.finish_reason) == ("Hi!", 12, 2, "stop")
@@ -245,17 +246,58 @@ def test_openai_backend_error_texts(monkeypatch):
     monkeypatch.delenv(API_KEY_ENV, raising=False)
     with pytest.raises(SlmLabError, match="has no model 'gpt-4o'. It serves: 'm1', 'm2'") as err:
         fake_backend(FakeServer(), model="gpt-4o")
-    assert "model='m1'" in err.value.hint
+    assert "Pass model= one of the ids it serves" in err.value.hint
+    with pytest.raises(SlmLabError, match="Did you mean 'm2'"):
+        fake_backend(FakeServer(models=("m1", "m2")), model="M2 ")
     with pytest.raises(SlmLabError, match="needs an API key") as err:
         fake_backend(FakeServer(key="k"))
     assert API_KEY_ENV in err.value.hint
     with pytest.raises(SlmLabError, match="rejected the API key"):
         fake_backend(FakeServer(key="k"), api_key="wrong")
     monkeypatch.setenv(API_KEY_ENV, "k")
-    assert fake_backend(FakeServer(key="k")).model_name == "m1"
+    assert fake_backend(FakeServer(models=("m1",), key="k")).model_name == "m1"  # the only one: no guess
     with pytest.raises(SlmLabError, match="cannot tokenize") as err:
-        fake_backend(FakeServer(tokenize=())).tokenize("Hi")
+        fake_backend(FakeServer(tokenize=()), model="m1").tokenize("Hi")
     assert "open_backend('llamacpp'" in err.value.hint
+
+
+@pytest.mark.fast
+def test_the_model_is_never_the_first_listed_one_but_one_that_can_chat(monkeypatch):
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    ollama = FakeOllama()
+    assert ollama.models[0] == "all-minilm:latest"  # what issue 16's gateway used to call
+    with fake_backend(ollama) as backend:  # nothing named: the only model that can chat
+        assert backend.model_name == "smollm2:135m" and backend.chat("Hi").text == "smollm2:135m"
+    with pytest.raises(SlmLabError, match="'all-minilm:latest' .* cannot chat: the server says it does embedding"
+                       ) as err:
+        fake_backend(FakeOllama(), model="all-minilm:latest")
+    assert "model='smollm2:135m'" in err.value.hint
+    several = FakeOllama(("all-minilm:latest", "gemma3:270m", "smollm2:135m"))
+    with pytest.raises(SlmLabError, match="serves 2 models that can chat: 'gemma3:270m', 'smollm2:135m'") as err:
+        fake_backend(several)
+    assert "all-minilm:latest' (embedding)" in err.value.problem and "--served-model-name" in err.value.hint
+    with pytest.raises(SlmLabError, match="has no model 'smollm2' and serves 2 models") as err:
+        fake_backend(several, preferred_model="smollm2")
+    assert "Did you mean 'smollm2:135m'" in err.value.hint
+    assert fake_backend(several, preferred_model="gemma3:270m").model_name == "gemma3:270m"
+    assert fake_backend(several, preferred_model="gemma3:270m", model="smollm2:135m").model_name == "smollm2:135m"
+    with pytest.raises(SlmLabError, match=r"has no model that can chat: it serves 'all-minilm:latest' \(embedding\)"):
+        fake_backend(FakeOllama(("all-minilm:latest",)))
+
+
+@pytest.mark.fast
+def test_a_server_that_lists_ids_only_needs_the_name_when_it_has_several(monkeypatch):
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    server = FakeServer(models=("m1", "m2"))
+    with pytest.raises(SlmLabError, match=r"serves 2 models \('m1', 'm2'\) and does not say which can chat") as err:
+        fake_backend(server)
+    assert "model='...'" in err.value.hint
+    assert fake_backend(server, preferred_model="m2").model_name == "m2"
+    assert fake_backend(FakeServer(models=("only",))).model_name == "only"
+    shows = [r for r in server.requests if r.url.path == "/api/show"]
+    assert len(shows) == 2  # one per backend: a 404 says the server cannot tell, it is not asked again
+    with pytest.raises(SlmLabError, match="lists no models"):
+        fake_backend(FakeServer(models=()))
 
 
 @pytest.mark.fast
@@ -269,7 +311,7 @@ def test_unreachable_server_says_how_to_start_one():
 @pytest.mark.fast
 def test_llamacpp_command_flags():
     cmd = llamacpp_command("/m.gguf", "tiny", n_ctx=1000, api_key="k", n_gpu_layers=-1)
-    flags = dict(zip(cmd[3::2], cmd[4::2]))
+    flags = dict(zip(cmd[3::2], cmd[4::2], strict=True))
     assert cmd[:3] == [PY, "-m", "llama_cpp.server"]
     assert flags == {"--model": "/m.gguf", "--model_alias": "tiny", "--host": "127.0.0.1", "--port": "{port}",
                      "--n_ctx": "1024", "--n_threads": flags["--n_threads"], "--chat_format": "chat_template.default",

@@ -19,13 +19,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from slmlab.backends.base import BackendBase, Generation, GenerationOptions, Timings, prompt_too_long
+from slmlab.backends.server_models import choose_model, unknown_model
 from slmlab.errors import SlmLabError, UpstreamError
 
 API_KEY_ENV = "SLMLAB_API_KEY"  # read when api_key is not passed
 START_HINT = ("Start one first, e.g. `with slmlab.serve.llamacpp_server() as server: "
               "backend = OpenAIBackend(server.url)`, or in a terminal: `python -m llama_cpp.server --model "
-              "<file.gguf> --host 127.0.0.1 --port 8000` (the path: slmlab.models.resolver.resolve('smollm2-135m-instruct')"
-              ".path). Then check the host and port in the URL.")
+              "<file.gguf> --host 127.0.0.1 --port 8000` (the path: "
+              "slmlab.models.resolver.resolve('smollm2-135m-instruct').path). Then check the host and port in the URL.")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -60,16 +61,18 @@ def _split_url(base_url: Any) -> tuple[str, str]:
 class OpenAIBackend(BackendBase):
     """A model behind an OpenAI-compatible HTTP server; the constructor checks the server and the model.
 
-    `base_url` is the server's URL with or without /v1, or a ServerProcess; `model` defaults to the first one
-    the server lists; `api_key` defaults to $SLMLAB_API_KEY; `max_retries` is the openai client's (0: errors
-    show at once); `http_client` is an optional httpx2.Client for the openai client (proxies, certificates, tests).
+    `base_url` is the server's URL with or without /v1, or a ServerProcess. `model` is the server's model id;
+    without it, `preferred_model` when the server lists it, else the server's only model that can chat (never
+    just the first one listed: see slmlab.backends.server_models). `api_key` defaults to $SLMLAB_API_KEY;
+    `max_retries` is the openai client's (0: errors show at once); `http_client` is an optional httpx2.Client for
+    the openai client (proxies, certificates, tests).
     """
 
     engine = "openai"
 
     def __init__(self, base_url: Any = "http://127.0.0.1:8000/v1", model: str | None = None,
                  api_key: str | None = None, timeout: float = 60, max_retries: int = 0,
-                 http_client: Any = None) -> None:
+                 http_client: Any = None, preferred_model: str | None = None) -> None:
         try:
             import openai
         except ImportError:
@@ -83,21 +86,19 @@ class OpenAIBackend(BackendBase):
         local = urlsplit(self.root).hostname in _LOOPBACK
         # No proxy for 127.0.0.1: an HTTP_PROXY in the environment would otherwise swallow local requests.
         http = http_client or (openai.DefaultHttpxClient(trust_env=False) if local else None)
-        self.client = openai.OpenAI(base_url=self.base_url, api_key=key, timeout=timeout, max_retries=max_retries,
-                                    http_client=http)
+        self.client: openai.OpenAI | None = openai.OpenAI(
+            base_url=self.base_url, api_key=key, timeout=timeout, max_retries=max_retries, http_client=http)
         self._bos: list[int] | None = None
         self._tokenize_path: str | None = None
+        self._shows_capabilities: bool | None = None  # whether the server answers Ollama's /api/show
         try:
             self.server_models = self.models()
-            if not self.server_models:
-                raise SlmLabError(f"The server at {self.base_url} lists no models.", "Start it with a model loaded.")
-            if model is not None and model not in self.server_models:
-                # llama-cpp-python's server would silently answer with its default model: check, for every server.
-                raise self._unknown_model(model)
+            # Checked for every server: llama-cpp-python's would silently answer an unknown model with its own.
+            self.model_name = choose_model(self.server_models, model, preferred_model, self.capabilities,
+                                           self.base_url)
         except BaseException:
             self.close()
             raise
-        self.model_name = model or self.server_models[0]
         self.load_s = perf_counter() - start  # connecting and listing the models: the model is already loaded
 
     def __repr__(self) -> str:
@@ -106,10 +107,7 @@ class OpenAIBackend(BackendBase):
     # ------------------------------------------------------------------ errors
 
     def _unknown_model(self, model: str) -> SlmLabError:
-        listing = ", ".join(repr(m) for m in self.server_models) or "none"
-        return SlmLabError(f"The server at {self.base_url} has no model '{model}'. It serves: {listing}.",
-                           f"Pass model={self.server_models[0]!r}, or leave model=None to take the first one."
-                           if self.server_models else "Start the server with a model loaded.")
+        return unknown_model(model, self.server_models, self.base_url)
 
     def _error(self, exc: BaseException) -> SlmLabError:
         """An openai-client exception as an SlmLabError that says what to do."""
@@ -170,9 +168,25 @@ class OpenAIBackend(BackendBase):
         import openai
 
         try:
-            return [m.id for m in self.client.models.list().data]
+            return [m.id for m in self._open().models.list().data]
         except openai.OpenAIError as exc:
             raise self._error(exc) from None
+
+    def capabilities(self, model: str) -> list[str] | None:
+        """What the server says `model` can do (Ollama's ``/api/show``: "completion", "embedding", ...), or None
+        when the server does not say (vLLM, llama.cpp's servers, Foundry Local: they list ids only)."""
+        import openai
+
+        if self._shows_capabilities is False:
+            return None
+        try:
+            shown = self._open().post(f"{self.root}/api/show", body={"model": model}, cast_to=object)
+        except openai.OpenAIError:  # 404, 405...: not an Ollama server. Or it failed: chat will say so, clearer.
+            self._shows_capabilities = False
+            return None
+        said = shown.get("capabilities") if isinstance(shown, dict) else None
+        self._shows_capabilities = True
+        return [str(c) for c in said] if isinstance(said, list) else None
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of `text` (special tokens parsed, no BOS), by llama-cpp-python's or vLLM's tokenize endpoint."""
@@ -184,7 +198,6 @@ class OpenAIBackend(BackendBase):
     def _server_tokenize(self, text: str) -> list[int]:
         import openai
 
-        self._open()
         # llama-cpp-python: POST /extras/tokenize {input} (adds a BOS where the model wants one);
         # vLLM: POST /tokenize {prompt, add_special_tokens}.
         paths = [self._tokenize_path] if self._tokenize_path else ["/extras/tokenize", "/tokenize"]
@@ -192,7 +205,7 @@ class OpenAIBackend(BackendBase):
             body = ({"input": text, "model": self.model_name} if path == "/extras/tokenize"
                     else {"prompt": text, "model": self.model_name, "add_special_tokens": False})
             try:
-                answer = self.client.post(f"{self.root}{path}", body=body, cast_to=object)
+                answer: Any = self._open().post(f"{self.root}{path}", body=body, cast_to=object)
             except openai.NotFoundError:
                 continue
             except openai.OpenAIError as exc:
@@ -217,15 +230,13 @@ class OpenAIBackend(BackendBase):
         return client.chat.completions.create(model=self.model_name, messages=payload, **kwargs)
 
     def _start(self, payload: str | list[dict[str, str]], opts: GenerationOptions) -> Iterator[str]:
-        import openai
-
         kwargs = openai_kwargs(opts)
         start = perf_counter()
         try:
             stream = self._request(payload, kwargs, stream=True)
             chunks = iter(stream)
             head = next(chunks, None)  # the first event: errors surface here, at the call, not mid-iteration
-        except (openai.OpenAIError, *_transport_errors()) as exc:  # httpx errors are not wrapped while streaming
+        except _stream_errors() as exc:  # httpx errors are not wrapped while streaming
             raise self._error(exc) from None
         if head is None:
             stream.close()
@@ -248,8 +259,6 @@ class OpenAIBackend(BackendBase):
                 start: float) -> Iterator[str]:
         import itertools
 
-        import openai
-
         chat = not isinstance(payload, str)
         parts: list[str] = []
         finish, usage, served_by, first, last = None, None, "", None, None
@@ -267,7 +276,7 @@ class OpenAIBackend(BackendBase):
                     parts.append(piece)
                     yield piece
                 finish = choice.finish_reason or finish
-        except (openai.OpenAIError, *_transport_errors()) as exc:
+        except _stream_errors() as exc:
             raise self._error(exc) from None
         finally:
             stream.close()  # also when the caller stops early: the server then stops generating
@@ -281,7 +290,7 @@ class OpenAIBackend(BackendBase):
             prompt_tokens, completion_tokens, source = usage.prompt_tokens, usage.completion_tokens, "server"
         else:  # llama-cpp-python's server: one stream piece per generated token
             completion_tokens, source = len(parts), "estimated"
-            prompt_tokens = 0 if chat else self._count_prompt(payload)
+            prompt_tokens = self._count_prompt(payload) if isinstance(payload, str) else 0
         ttft = (first or end) - start
         self.last = Generation("".join(parts), prompt_tokens, completion_tokens, finish,
                                Timings(self.load_s, ttft, (last or end) - (first or end), ttft),
@@ -301,9 +310,11 @@ class OpenAIBackend(BackendBase):
             self.client = None
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """The HTTP libraries' own errors, which reach us unwrapped while a stream is read."""
-    errors: list[type[BaseException]] = []
+def _stream_errors() -> tuple[type[BaseException], ...]:
+    """The errors reading a stream may raise: the openai client's, and the HTTP libraries' own, unwrapped there."""
+    import openai
+
+    errors: list[type[BaseException]] = [openai.OpenAIError]
     for name in ("httpx2", "httpx"):  # openai 3.x runs on httpx2; older releases on httpx
         try:
             errors.append(__import__(name).HTTPError)

@@ -123,7 +123,8 @@ class ModelSlot:
             log.info("model %s loaded in %.2f s", self.model_name, getattr(self.backend, "load_s", 0.0))
         except Exception as exc:  # noqa: BLE001 - reported by /readyz and the log
             self.state, self.error = "failed", _message(exc)
-            log.error("loading the model failed: %s", self.error)
+            # The log gets the hint too: it is where a learner looks when app_server() times out.
+            log.error("loading the model failed: %s", exc if isinstance(exc, SlmLabError) else self.error)
 
     async def close(self) -> None:
         """Close an owned backend (after the running generation) and stop the worker thread."""
@@ -173,7 +174,8 @@ class ModelSlot:
                                           "Wait for /readyz to answer 200."), model_alive=False)
         if self.waiting >= self.max_waiting:
             raise SlotBusy()
-        loop, queue, cancel = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        loop, cancel = asyncio.get_running_loop(), threading.Event()
         arrived = time.perf_counter()
         self.waiting += 1
         try:

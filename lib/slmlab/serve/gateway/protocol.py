@@ -127,7 +127,7 @@ def error(message: str, code: str, kind: str = "invalid_request_error", param: s
 
 def validation_error(errors: list[dict[str, Any]]) -> dict[str, Any]:
     """A 400 body from pydantic's errors: the first problem in words, ``param`` naming the field."""
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    first: dict[str, Any] = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
     loc = [part for part in first.get("loc", ()) if part != "body"]
     if first.get("type") == "json_invalid":
         where = f" (at character {loc[0]})" if loc else ""

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from slmlab.errors import SlmLabError
+from slmlab.textfiles import read_text
 
 API_KEYS_ENV = "SLMLAB_API_KEYS"  # comma-separated keys (fine for a terminal; prefer a secret file in production)
 API_KEYS_FILE_ENV = "SLMLAB_API_KEYS_FILE"  # a file with one key per line ('#' comments and blank lines skipped)
@@ -49,14 +50,17 @@ def key_id(key: str) -> str:
 
 
 def read_keys_file(path: str | os.PathLike) -> list[str]:
-    """The keys in a secret file: one per line; blank lines and lines starting with '#' are skipped."""
+    """The keys in a secret file: one per line; blank lines and lines starting with '#' are skipped.
+
+    A file saved on Windows (a UTF-8 byte-order mark, CRLF line ends) reads exactly like a plain one.
+    """
     file = Path(path).expanduser()
     if not file.is_file():
         raise SlmLabError(f"The API-key file {file} does not exist (or is not a file).",
                           f"Write one key per line into it, or unset {API_KEYS_FILE_ENV}. {NEW_KEY_HINT}")
     try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:  # the message names the file, never its content
+        text = read_text(file, "API-key file")  # its errors name the file and a position, never the content
+    except OSError as exc:
         raise SlmLabError(f"Cannot read the API-key file {file}: {type(exc).__name__}.",
                           "Check its permissions; it must be UTF-8 text with one key per line.") from None
     keys = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
@@ -345,7 +349,7 @@ class SecurityMiddleware:
             "request_too_large"), "too_large")
 
     async def _reject(self, send: Callable, status: int, body: bytes, reason: str,
-                      extra: list[tuple[bytes, bytes]] = ()) -> None:
+                      extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
         if self.on_reject is not None:
             self.on_reject(reason)
         await send({"type": "http.response.start", "status": status, "headers": [

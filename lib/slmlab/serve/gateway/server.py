@@ -32,7 +32,8 @@ def app_command(engine: str = "llamacpp", model: ResolvedModel | str | os.PathLi
                 max_body_bytes: int | None = None, cors_origins: Iterable[str] = (), docs: bool = False,
                 log_level: str = "info") -> list[str]:
     """The ``python -m slmlab.serve.gateway.app ...`` command line, with "{port}" where the port goes."""
-    cmd = [sys.executable, "-m", "slmlab.serve.gateway.app", "--engine", engine, "--port", "{port}", "--log-level", log_level]
+    cmd = [sys.executable, "-m", "slmlab.serve.gateway.app", "--engine", engine, "--port", "{port}",
+           "--log-level", log_level]
     if model is not None:
         cmd += ["--model", os.fspath(model.path) if isinstance(model, ResolvedModel) else os.fspath(model)]
     for flag, value in (("--n-ctx", n_ctx), ("--upstream-url", upstream_url),
@@ -55,7 +56,9 @@ def app_server(engine: str = "llamacpp", model: ResolvedModel | str | os.PathLik
     """Our FastAPI service for `model` in `engine`, on 127.0.0.1 (not started: use it in a `with` block).
 
     `api_keys` (or a secret file) turn authentication on; `options` are app_command's (n_ctx, rate_limit,
-    max_tokens, max_body_bytes, cors_origins, served_model_name, upstream_url, docs, log_level). SLMLAB_*
+    max_tokens, max_body_bytes, cors_origins, served_model_name, upstream_url, docs, log_level). With
+    engine="openai" (a gateway in front of `upstream_url`), `model` is the upstream's model id; model=None calls
+    `served_model_name` when the upstream has it, else the upstream's only chat model. SLMLAB_*
     settings of this process are not inherited: the server runs with exactly what is passed here (and `env`).
     """
     keys = load_api_keys(keys=api_keys, keys_file=api_keys_file) if (api_keys or api_keys_file) else ()
@@ -69,6 +72,9 @@ def app_server(engine: str = "llamacpp", model: ResolvedModel | str | os.PathLik
     if keys:
         child_env[API_KEYS_ENV] = ",".join(keys)
     child_env.update(env or {})
-    name = getattr(model, "name", None) or (os.path.basename(os.fspath(model)) if model is not None else engine)
+    if isinstance(model, ResolvedModel):
+        name = model.name
+    else:
+        name = os.path.basename(os.fspath(model)) if model is not None else engine
     return ServerProcess(cmd, port=port, ready_url="/readyz", name=f"slmlab-app-{name}", env=child_env,
                          startup_timeout=startup_timeout)
