@@ -18,6 +18,7 @@ from slmlab.convert import gguf_to_onnx as convert
 from slmlab.convert import onnx_quantize
 from slmlab.convert.onnx_quantize import Measured, agreement, compare, same_prefix
 from slmlab.errors import SlmLabError
+from slmlab.process import WORKER_ERROR_KEY
 
 
 def tiny_ort_folder(folder: Path, size: int = 64) -> Path:
@@ -114,7 +115,7 @@ def test_child_process_errors_arrive_as_the_same_error(tmp_path, monkeypatch, ca
         onnx_quantize._build_in_child(["int4"], tmp_path / "missing.gguf")
     assert "resolve" in err.value.hint  # the child's SlmLabError, problem and hint, raised here
     out = capsys.readouterr().out
-    assert "in a child process" in out and onnx_quantize.ERROR_PREFIX not in out
+    assert "in a child process" in out and WORKER_ERROR_KEY not in out
 
 
 @pytest.mark.fast

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from typing import Any
 
 from slmlab.backends.base import Backend, Generation, GenerationOptions, Scorer, Timings
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
 from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel
 
 ENGINES = {
@@ -56,10 +55,8 @@ def open_backend(engine: str = "llamacpp", model: ResolvedModel | str | os.PathL
         # `model` is the server's model id; the default means "whatever the server serves first".
         name = None if model == DEFAULT_MODEL else getattr(model, "name", str(model))
         return OpenAIBackend(model=name, **kwargs)
-    close = difflib.get_close_matches(str(engine).lower(), list(ENGINES), n=1, cutoff=0.5)
-    guess = f"Did you mean '{close[0]}'? " if close else ""
     listing = "; ".join(f"'{k}' ({v})" for k, v in ENGINES.items())
-    raise SlmLabError(f"Unknown engine '{engine}'.", f"{guess}Engines: {listing}.")
+    raise SlmLabError(f"Unknown engine '{engine}'.", f"{did_you_mean(engine, ENGINES, n=1)}Engines: {listing}.")
 
 
 __all__ = ["ENGINES", "Backend", "Generation", "GenerationOptions", "Scorer", "Timings", "open_backend"]

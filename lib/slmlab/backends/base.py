@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import difflib
 import functools
 import gc
 import math
@@ -19,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
 
 Messages = Sequence[Mapping[str, str]]
 ROLES = ("system", "user", "assistant")
@@ -65,8 +64,8 @@ class GenerationOptions:
         unknown = [k for k in gen if k not in names]
         if unknown:
             key = unknown[0]
-            guess = _ALIASES.get(key) or next(iter(difflib.get_close_matches(key, names, n=1)), None)
-            hint = f"Did you mean {guess}=? " if guess else ""
+            alias = _ALIASES.get(key)
+            hint = f"Did you mean {alias!r}? " if alias else did_you_mean(key, names, n=1)
             raise SlmLabError(f"'{key}' is not a generation option.", f"{hint}Options: {', '.join(names)}.")
         return cls(**gen)
 

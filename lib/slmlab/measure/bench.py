@@ -13,11 +13,8 @@ with a large numpy copy and :func:`decode_roofline` turns it into that ceiling.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from slmlab.errors import SlmLabError
+from slmlab.process import run_worker, worker_main
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -169,20 +167,11 @@ def bench_model(model: ResolvedModel | str | os.PathLike | Any = None, *, prompt
     resolved = ref if isinstance(ref, ResolvedModel) else resolve(ref)
     if resolved.format != "gguf":
         raise SlmLabError(f"{resolved.name} is not a GGUF model.", "Benchmark a .gguf file or a bundled GGUF model.")
-    command = [sys.executable, "-m", "slmlab.measure.bench", "--worker", str(resolved.path), "--name", resolved.name,
-               "--prompt-tokens", str(prompt_tokens), "--gen-tokens", str(gen_tokens), "--repeats", str(repeats),
-               "--warmup", str(warmup), "--n-ctx", str(n_ctx)] + (["--threads", str(n_threads)] if n_threads else [])
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise SlmLabError(f"Benchmarking {resolved.name} took longer than {timeout:.0f} s.",
-                          "Use fewer repeats or tokens, or pass a larger timeout=.") from None
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise SlmLabError(f"The benchmark process for {resolved.name} failed (exit {done.returncode}): "
-                          + " | ".join(tail), "Run it by hand to see everything: " + " ".join(command))
-    return BenchResult(**json.loads(lines[-1]))
+    args = [resolved.path, "--name", resolved.name, "--prompt-tokens", prompt_tokens, "--gen-tokens", gen_tokens,
+            "--repeats", repeats, "--warmup", warmup, "--n-ctx", n_ctx] + (["--threads", n_threads] if n_threads else [])
+    row = run_worker("slmlab.measure.bench", args, timeout=timeout, what=f"Benchmarking {resolved.name}",
+                     hint="Use fewer repeats or tokens, or pass a larger timeout=.")
+    return BenchResult(**row)
 
 
 def bench_variants(models: Mapping[str, Any] | Sequence[Any], *, prompt_tokens: int = 128, gen_tokens: int = 32,
@@ -301,8 +290,10 @@ def plot_tradeoffs(table: pd.DataFrame, bandwidth: float | Bandwidth | None = No
 # ----------------------------------------------------------------------------- the worker process
 
 
-def _worker(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m slmlab.measure.bench", description="benchmark one GGUF file (JSON out)")
+def _worker(argv: Sequence[str]) -> dict[str, Any]:
+    """``python -m slmlab.measure.bench --worker GGUF ...`` (what bench_model runs): benchmark here, one dict."""
+    parser = argparse.ArgumentParser(prog="python -m slmlab.measure.bench",
+                                     description="benchmark one GGUF file (JSON out)")
     parser.add_argument("--worker", required=True, metavar="GGUF")
     parser.add_argument("--name", default=None)
     parser.add_argument("--prompt-tokens", type=int, default=128)
@@ -320,13 +311,8 @@ def _worker(argv: Sequence[str] | None = None) -> int:
     result = bench_here(model, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, repeats=args.repeats,
                         warmup=args.warmup, n_threads=args.threads, n_ctx=args.n_ctx)
     # A fresh process: VmHWM is this model's peak whether or not it could be reset.
-    print(json.dumps(asdict(result) | {"isolated": True}), flush=True)
-    return 0
+    return asdict(result) | {"isolated": True}
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(_worker())
-    except SlmLabError as exc:
-        print(exc, file=sys.stderr)
-        sys.exit(2)
+    worker_main(_worker)

@@ -1,4 +1,4 @@
-"""Run as `python -m slmlab.measure.rss_probe MODEL N_CTX`: load a GGUF model, generate, print its memory as JSON.
+"""Run as `python -m slmlab.measure.rss_probe --worker MODEL --n-ctx N`: load a GGUF model, generate, print its memory.
 
 A fresh process, so the numbers are this model's alone; `slmlab.models.footprint.measure_peak_rss` runs it.
 On Linux the peak is VmHWM from /proc (it starts afresh at exec, unlike ru_maxrss, which keeps the parent's
@@ -7,11 +7,13 @@ peak); elsewhere it is ru_maxrss.
 
 from __future__ import annotations
 
-import json
+import argparse
 import re
 import resource
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _status_kb(field: str) -> int | None:
@@ -41,26 +43,25 @@ def peak_rss() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux kB
 
 
-def main(argv: list[str]) -> None:
-    """Load argv[0] with n_ctx=argv[1], generate 8 tokens greedily, print one JSON line."""
+def main(argv: Sequence[str]) -> dict[str, Any]:
+    """Load the ``--worker`` model with ``--n-ctx``, generate 8 tokens greedily; its memory as a dict."""
+    parser = argparse.ArgumentParser(prog="python -m slmlab.measure.rss_probe", description=__doc__)
+    parser.add_argument("--worker", required=True, metavar="MODEL")
+    parser.add_argument("--n-ctx", type=int, default=2048)
+    args = parser.parse_args(argv)
     import llama_cpp  # noqa: F401  (imported before the baseline: its libraries are part of the runtime)
 
     from slmlab import models
 
-    ref, n_ctx = argv[0], int(argv[1])
-    resolved = models.resolve(ref)
+    resolved = models.resolve(args.worker)
     baseline = current_rss()
-    llm = models.load_llama(resolved, n_ctx=n_ctx)
+    llm = models.load_llama(resolved, n_ctx=args.n_ctx)
     llm.create_completion("Hello", max_tokens=8, temperature=0.0)
-    print(json.dumps({"model": resolved.name, "n_ctx": n_ctx, "file_bytes": resolved.size_bytes,
-                      "baseline_bytes": baseline, "peak_bytes": peak_rss()}))
+    return {"model": resolved.name, "n_ctx": args.n_ctx, "file_bytes": resolved.size_bytes,
+            "baseline_bytes": baseline, "peak_bytes": peak_rss()}
 
 
 if __name__ == "__main__":
-    from slmlab.errors import SlmLabError
+    from slmlab.process import worker_main
 
-    try:
-        main(sys.argv[1:])
-    except SlmLabError as err:  # measure_peak_rss raises it again in the parent, message intact
-        print(json.dumps({"error": err.problem, "hint": err.hint}))
-        sys.exit(2)
+    worker_main(main)

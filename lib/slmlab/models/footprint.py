@@ -213,22 +213,10 @@ class RSSMeasurement:
 
 def measure_peak_rss(model: str = "smollm2-135m-instruct", n_ctx: int = 2048, timeout: float = 180) -> RSSMeasurement:
     """Load `model` in llama-cpp-python in a fresh Python process and measure its peak RSS (Linux: VmHWM)."""
-    import json
-    import subprocess
-    import sys
+    from slmlab.process import run_worker
 
-    cmd = [sys.executable, "-m", "slmlab.measure.rss_probe", str(model), str(int(n_ctx))]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise SlmLabError(f"Measuring {model} took longer than {timeout:.0f} s.",
-                          "Try a smaller model or context, or raise timeout=.") from None
-    last = done.stdout.strip().splitlines()[-1:] or ["{}"]
-    data = json.loads(last[0]) if last[0].startswith("{") else {}
-    if "error" in data:  # an SlmLabError in the child: the same message here
-        raise SlmLabError(data["error"], data["hint"])
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-6:])
-        raise SlmLabError(f"Loading {model} (n_ctx={n_ctx}) in a fresh process failed:\n{tail}",
-                          "Check the model reference with slmlab.models.resolver.resolve(model) first.")
+    data = run_worker("slmlab.measure.rss_probe", [model, "--n-ctx", int(n_ctx)], timeout=timeout,
+                      what=f"Loading {model} (n_ctx={n_ctx}) in a fresh process",
+                      hint="Check the model reference with slmlab.models.resolver.resolve(model) first; for a slow "
+                           "load, try a smaller model or context, or raise timeout=.")
     return RSSMeasurement(data["model"], data["n_ctx"], data["file_bytes"], data["baseline_bytes"], data["peak_bytes"])

@@ -10,7 +10,6 @@ A reference is one of
 from __future__ import annotations
 
 import base64
-import difflib
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -24,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
 from slmlab.models.gguf import GGUFInfo, check_gguf_file, inspect_gguf
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -471,10 +470,8 @@ def _unknown(ref: str) -> ResolvedModel:
         hub = spec.gguf_hub_id or spec.hub_id
         raise SlmLabError(f"'{ref}' is in the catalog but has no offline package.",
                           f"Download it from the hub when online: slmlab.models.resolver.resolve('{hub}:Q4_K_M').")
-    close = difflib.get_close_matches(ref.lower(), known_names(), n=3, cutoff=0.5)
-    suggestion = f"Did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     raise SlmLabError(f"Unknown model '{ref}'.",
-                      f"{suggestion}Bundled models: {', '.join(BUNDLED)}; hub models as 'org/repo:Q4_K_M'; "
+                      f"{did_you_mean(ref, known_names())}Bundled models: {', '.join(BUNDLED)}; hub models as 'org/repo:Q4_K_M'; "
                       "or a path to a .gguf file. `slmlab models` lists the catalog.")
 
 
