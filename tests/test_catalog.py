@@ -171,7 +171,7 @@ def test_get_unknown_suggests_close_names() -> None:
         get("qwen3-0.5b")
     err = excinfo.value
     assert "qwen3-0.5b" in err.problem
-    assert "qwen3-0.6b" in err.problem
+    assert "Did you mean 'qwen3-0.6b'" in err.hint  # the suggestion leads the hint, as for every unknown name
     assert "slmlab models" in err.hint
 
 

@@ -74,7 +74,8 @@ def test_echo_shows_the_output_but_not_the_result_line(child, capsys):
 def test_the_childs_error_is_raised_again_intact(child, job, kind, capsys):
     with pytest.raises(kind) as err:
         run_worker("tiny_worker", [job], env=child, echo=True)
-    assert type(err.value) is kind and err.value.problem.endswith(".") and err.value.hint.startswith(("Download", "Start"))
+    assert type(err.value) is kind and err.value.problem.endswith(".")
+    assert err.value.hint.startswith(("Download", "Start"))
     assert WORKER_ERROR_KEY not in capsys.readouterr().out
 
 

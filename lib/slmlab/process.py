@@ -104,7 +104,7 @@ class ServerProcess:
         self._log_path = Path(log_path) if log_path else None
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
-        self.startup_s: float | None = None  # seconds from start to the first 200 from the readiness URL
+        self.startup_s: float | None = None  # seconds from start until ready (the readiness URL's first 200)
 
     # ------------------------------------------------------------------ what it is
 

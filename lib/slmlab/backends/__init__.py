@@ -12,10 +12,13 @@ from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel
 ENGINES = {
     "llamacpp": "llama.cpp via llama-cpp-python: GGUF files, fast on CPU",
     "hf": "transformers on PyTorch: HF folders, or a GGUF dequantized to fp32 (pip install -e '.[hf]')",
-    "onnx": "ONNX Runtime GenAI: a model-builder folder (int8 default; int4/fp32), a GGUF converted once (pip install -e '.[hf,onnx]')",
+    "onnx": "ONNX Runtime GenAI: a model-builder folder (int8 default; int4/fp32), a GGUF converted once "
+            "(pip install -e '.[hf,onnx]')",
     "ort-greedy": "plain onnxruntime: the greedy KV-cache loop written out, over an ORT GenAI folder (fp32 default)",
-    "foundry": "Microsoft Foundry Local in-process (foundry-local-sdk): an ORT GenAI folder in its local catalog; chat only (pip install -e '.[foundry]')",
-    "openai": "any OpenAI-compatible server over HTTP (llama-cpp-python's, vLLM, llama-server, Foundry Local's): base_url=...",
+    "foundry": "Microsoft Foundry Local in-process (foundry-local-sdk): an ORT GenAI folder in its local catalog; "
+               "chat only (pip install -e '.[foundry]')",
+    "openai": "any OpenAI-compatible server over HTTP (llama-cpp-python's, vLLM, llama-server, Foundry Local's): "
+              "base_url=...",
     "ollama": "any Ollama server (a real one, or `slmlab serve ollama`) via the official ollama client: host=...",
 }
 

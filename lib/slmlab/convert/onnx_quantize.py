@@ -29,6 +29,7 @@ from typing import Any
 from slmlab.backends.base import release_memory
 from slmlab.convert import gguf_to_onnx as convert
 from slmlab.errors import SlmLabError
+from slmlab.measure.evaluate import same_prefix
 from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, resolve
 from slmlab.process import run_worker, worker_main
 
@@ -236,10 +237,6 @@ def agreement(reference: Measured, other: Measured) -> float:
     return sum(a == b for a, b in zip(reference.argmax, other.argmax, strict=True)) / len(reference.argmax)
 
 
-def same_prefix(reference: Sequence[int], other: Sequence[int]) -> int:
-    """How many greedy tokens two answers share before they first differ."""
-    return next((i for i, (a, b) in enumerate(zip(reference, other)) if a != b), min(len(reference), len(other)))
-
 
 def compare(results: Sequence[Measured], reference: str = "fp32") -> Any:
     """A pandas DataFrame, one row per variant: size, decode speed, and agreement with the reference variant."""
@@ -268,7 +265,7 @@ def plot(table: Any, title: str = "") -> Any:
     panels = [("size_mb", "size on disk (MB)", "{:.0f}"), ("decode_tok_s", "decode speed (tokens/s)", "{:.0f}"),
               ("next_token_agreement", "next-token agreement with the reference", "{:.0%}")]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (column, label, fmt) in zip(axes, panels):
+    for ax, (column, label, fmt) in zip(axes, panels, strict=True):
         values = table[column].astype(float)
         bars = ax.bar(table.index, values, color=colors[: len(values)])
         ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8)

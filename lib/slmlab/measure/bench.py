@@ -109,7 +109,8 @@ def _one_run(llm: Any, prompt: list[int], gen_tokens: int) -> tuple[float, float
             break
     perf = llama_cpp.llama_perf_context(llm.ctx)
     prefill = perf.n_p_eval / (perf.t_p_eval_ms / 1000) if perf.t_p_eval_ms > 0 else float("nan")
-    decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else float("nan")
+    spread = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
+    decode = (len(stamps) - 1) / spread if spread > 0 else float("nan")
     return stamps[0] - start, prefill, decode
 
 
@@ -155,8 +156,8 @@ def _check_sizes(prompt_tokens: int, gen_tokens: int, repeats: int, warmup: int,
                           f"Lower them or pass n_ctx={1 << (prompt_tokens + gen_tokens - 1).bit_length()}.")
 
 
-def bench_model(model: ResolvedModel | str | os.PathLike | Any = None, *, prompt_tokens: int = 128, gen_tokens: int = 32,
-                repeats: int = 3, warmup: int = 1, n_threads: int | None = None, n_ctx: int = 512,
+def bench_model(model: ResolvedModel | str | os.PathLike | Any = None, *, prompt_tokens: int = 128,
+                gen_tokens: int = 32, repeats: int = 3, warmup: int = 1, n_threads: int | None = None, n_ctx: int = 512,
                 timeout: float = 300) -> BenchResult:
     """Measure one model in a fresh Python process (``python -m slmlab.measure.bench``): its own peak RSS."""
     from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, resolve
@@ -168,7 +169,8 @@ def bench_model(model: ResolvedModel | str | os.PathLike | Any = None, *, prompt
     if resolved.format != "gguf":
         raise SlmLabError(f"{resolved.name} is not a GGUF model.", "Benchmark a .gguf file or a bundled GGUF model.")
     args = [resolved.path, "--name", resolved.name, "--prompt-tokens", prompt_tokens, "--gen-tokens", gen_tokens,
-            "--repeats", repeats, "--warmup", warmup, "--n-ctx", n_ctx] + (["--threads", n_threads] if n_threads else [])
+            "--repeats", repeats, "--warmup", warmup, "--n-ctx", n_ctx]
+    args += ["--threads", n_threads] if n_threads else []
     row = run_worker("slmlab.measure.bench", args, timeout=timeout, what=f"Benchmarking {resolved.name}",
                      hint="Use fewer repeats or tokens, or pass a larger timeout=.")
     return BenchResult(**row)
@@ -218,7 +220,8 @@ def memory_bandwidth(array_mb: float = 256, repeats: int = 5) -> Bandwidth:
     """
     import numpy as np
 
-    if not (isinstance(array_mb, int | float) and 8 <= array_mb <= 4096) or not (isinstance(repeats, int) and repeats >= 1):
+    usable_size = isinstance(array_mb, int | float) and 8 <= array_mb <= 4096
+    if not usable_size or not (isinstance(repeats, int) and repeats >= 1):
         raise SlmLabError(f"array_mb={array_mb!r}, repeats={repeats!r} are not usable.",
                           "Use 8 <= array_mb <= 4096 (larger than the CPU's last-level cache) and repeats >= 1.")
     source = np.ones(int(array_mb * 1e6 / 8))
@@ -272,7 +275,8 @@ def plot_tradeoffs(table: pd.DataFrame, bandwidth: float | Bandwidth | None = No
         ax = axes[0]
         ax.scatter(table[size], table[quality], color="tab:blue")
         for _, row in table.iterrows():
-            ax.annotate(str(row[label]), (row[size], row[quality]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(str(row[label]), (row[size], row[quality]), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
         ax.set(xlabel="file size (MB)", ylabel=f"{quality} (lower is better)", title="Size vs. quality")
     ax = axes[-1]
     ax.scatter(table[size], table[speed], color="tab:green", label="measured decode")

@@ -140,6 +140,7 @@ def _open_engine(spec: ComparedEngine, model: str) -> Iterator[_Opened]:
             server = stack.enter_context(ollama_server([ollama_name(resolved.name)], n_ctx=N_CTX, keep_alive="-1"))
             backend = open_backend("ollama", resolved, host=server.url)
             stack.callback(backend.close)
+            assert server.pid is not None, "a started server has a process"
             yield _Opened(backend, server.pid, resolved.path, _openai_api(server.url))
         elif spec.name in ("onnx", "foundry"):
             from slmlab.convert.gguf_to_onnx import ort_genai_folder

@@ -75,7 +75,7 @@ class Endpoint:
     url: str
     api: str
     model: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never printed with the endpoint
 
     @property
     def root(self) -> str:

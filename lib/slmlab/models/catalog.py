@@ -466,8 +466,8 @@ def get(key: str) -> ModelSpec:
         return CATALOG[wanted]
     raise SlmLabError(
         f"There is no model called {key!r} in the course catalog.",
-        hint=f"{did_you_mean(wanted, CATALOG, cutoff=0.6)}Run `slmlab models` in a terminal (or look at slmlab.models.catalog.CATALOG) "
-        "to see every model key.",
+        hint=f"{did_you_mean(wanted, CATALOG, cutoff=0.6)}Run `slmlab models` in a terminal "
+        "(or look at slmlab.models.catalog.CATALOG) to see every model key.",
     )
 
 

@@ -107,9 +107,9 @@ def estimate(spec: ModelSpec, quant: str = "Q4_K_M", context: int = 4096, hardwa
     overhead = RUNTIME_BASE_GB * GB + COMPUTE_FRACTION * weights
     if hardware is not None and hardware.vram_gb:
         overhead += GPU_CONTEXT_GB * GB
-    return Footprint(spec.key, quant.upper(), context, weights / GB, kv_cache_bytes(spec, context, kv_bytes_per_value) / GB,
-                     overhead / GB, hardware.key if hardware else None,
-                     hardware.model_memory_gb * 2**30 / GB if hardware else None)
+    kv_cache = kv_cache_bytes(spec, context, kv_bytes_per_value)
+    return Footprint(spec.key, quant.upper(), context, weights / GB, kv_cache / GB, overhead / GB,
+                     hardware.key if hardware else None, hardware.model_memory_gb * 2**30 / GB if hardware else None)
 
 
 def fit_table(specs: list[ModelSpec], hardware: Hardware, quant: str = "Q4_K_M", context: int = 4096) -> list[dict]:
@@ -134,13 +134,14 @@ def fit_grid(specs: list[ModelSpec], presets: list[Hardware], quants: list[str] 
                 for context in contexts:
                     base = {"model": spec.key, "params_b": spec.params_b, "tier": spec.tier, "hardware": hw.key,
                             "quant": quant.upper(), "context": context}
+                    budget = hw.model_memory_gb * 2**30 / GB
                     if context > spec.context:
-                        rows.append(base | {"total_gb": float("nan"), "budget_gb": hw.model_memory_gb * 2**30 / GB,
+                        rows.append(base | {"total_gb": float("nan"), "budget_gb": budget,
                                             "use": float("nan"), "verdict": TOO_LONG})
                         continue
                     est = estimate(spec, quant, context, hw)
-                    rows.append(base | {"total_gb": est.total_gb, "budget_gb": est.budget_gb,
-                                        "use": est.total_gb / est.budget_gb, "verdict": est.verdict})
+                    rows.append(base | {"total_gb": est.total_gb, "budget_gb": budget,
+                                        "use": est.total_gb / budget, "verdict": est.verdict})
     return rows
 
 
@@ -194,7 +195,8 @@ def plot_fit_grid(rows: list[dict], x: str = "hardware", y: str = "model", title
 
     if legend:
         ax.legend(handles=[Patch(color=c, label=lab) for c, lab in
-                           zip(["#8fd19e", "#ffd166", "#ef7b7b", "#dddddd"], [FITS, TIGHT, NO_FIT, TOO_LONG])],
+                           zip(["#8fd19e", "#ffd166", "#ef7b7b", "#dddddd"], [FITS, TIGHT, NO_FIT, TOO_LONG],
+                               strict=True)],
                   loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     ax.set_title(title or f"GB needed, by {y} and {x}")
     return ax

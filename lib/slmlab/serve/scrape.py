@@ -49,7 +49,7 @@ class Samples:
         return [s for s in self.samples
                 if s.name == name and all(s.labels.get(k) == str(v) for k, v in labels.items())]
 
-    def value(self, name: str, default: float | None = None, **labels: str) -> float:
+    def value(self, name: str, *, default: float | None = None, **labels: str) -> float:
         """The sum of the samples called `name` with these labels (e.g. a counter over all its status codes)."""
         found = self.select(name, **labels)
         if not found:
@@ -160,8 +160,8 @@ def _cumulative_buckets(buckets: Mapping[Any, float] | Iterable[tuple[Any, float
 
 def histogram_mean(samples: Samples, histogram: str, **labels: str) -> float:
     """A histogram's exact mean: its _sum over its _count (NaN when it has no observation)."""
-    count = samples.value(f"{histogram}_count", **labels)
-    return samples.value(f"{histogram}_sum", **labels) / count if count else math.nan
+    count = samples.value(f"{histogram}_count", default=None, **labels)
+    return samples.value(f"{histogram}_sum", default=None, **labels) / count if count else math.nan
 
 
 def generation_tok_s(samples: Samples, model: str, route: str = "/v1/chat/completions") -> float:
