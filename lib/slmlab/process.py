@@ -440,7 +440,7 @@ def _read_worker(proc: subprocess.Popen, lines: list[tuple[str, str]], timeout: 
         lines.append((name, line))
         if echo and line.strip() and not line.startswith("{"):  # the result line stays out of the echo
             print(line.rstrip("\n"), flush=True)
-    return proc.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    return proc.wait(None if deadline is None else max(1.0, deadline - time.monotonic()))  # its output is done
 
 
 def _last_json_object(lines: Sequence[str]) -> dict[str, Any] | None:
