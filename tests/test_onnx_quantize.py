@@ -1,4 +1,5 @@
-"""slmlab.convert.onnx_quantize: int8 dynamic quantization with onnxruntime, the variants' folders, and their comparison.
+"""slmlab.convert.onnx_quantize: int8 dynamic quantization with onnxruntime, the variants' folders, and their
+comparison.
 
 Fast tests quantize a small real ONNX graph (a MatMul with its weights) with onnxruntime's quantize_dynamic.
 The slow test measures SmolLM2's fp32, int8-dynamic and int4 folders (built once in the user's cache, the one
@@ -33,7 +34,8 @@ def tiny_ort_folder(folder: Path, size: int = 64) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, size])],
         [numpy_helper.from_array(weights, "w")])
     folder.mkdir(parents=True)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), folder / "model.onnx")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    onnx.save(model, folder / "model.onnx")
     (folder / "genai_config.json").write_text('{"model": {"type": "tiny"}}')
     (folder / "tokenizer.json").write_text("{}")
     return folder

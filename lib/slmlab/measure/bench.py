@@ -22,6 +22,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from slmlab.errors import SlmLabError
+from slmlab.measure.rss_probe import current_rss, peak_rss, reset_peak_rss
 from slmlab.process import run_worker, worker_main
 
 if TYPE_CHECKING:
@@ -29,37 +30,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from slmlab.models.resolver import ResolvedModel
-
-_HWM_FIELDS = ("VmHWM", "VmRSS")
-
-
-def rss_status() -> dict[str, int]:
-    """This process's current and peak resident memory in bytes, from /proc/self/status (Linux)."""
-    found: dict[str, int] = {}
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                key, _, rest = line.partition(":")
-                if key in _HWM_FIELDS:
-                    found[key] = int(rest.split()[0]) * 1024
-    except OSError:
-        pass
-    if len(found) < 2:  # not Linux: psutil knows the current RSS, peak is approximated by it
-        import psutil
-
-        rss = psutil.Process().memory_info().rss
-        found = {"VmRSS": rss, "VmHWM": max(rss, found.get("VmHWM", 0))}
-    return found
-
-
-def reset_peak_rss() -> bool:
-    """Reset this process's VmHWM to its current RSS (Linux 4.0+); False where the kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -127,7 +97,7 @@ def bench_here(model: ResolvedModel | str | os.PathLike | Any = None, *, prompt_
     import llama_cpp  # noqa: F401  (its libraries count in the baseline, not in the model's memory)
 
     reset_peak_rss()  # where the kernel refuses, the peak includes whatever this process held before
-    base = rss_status()["VmRSS"]
+    base = current_rss()
     threads = n_threads or physical_cores()
     start = perf_counter()
     llm = load_llama(resolved, n_ctx=n_ctx, n_threads=threads)
@@ -137,7 +107,7 @@ def bench_here(model: ResolvedModel | str | os.PathLike | Any = None, *, prompt_
         for _ in range(warmup):
             _one_run(llm, prompt, min(gen_tokens, 8))
         runs = [_one_run(llm, prompt, gen_tokens) for _ in range(repeats)]
-        peak = rss_status()["VmHWM"]
+        peak = peak_rss()
     finally:
         llm.close()
     ttft, prefill, decode = (statistics.median(r[i] for r in runs) for i in range(3))

@@ -35,6 +35,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from slmlab.errors import SlmLabError, did_you_mean
+from slmlab.measure.rss_probe import peak_rss
 from slmlab.process import run_worker, worker_main
 
 if TYPE_CHECKING:
@@ -79,19 +80,6 @@ def _spec(engine: str) -> ComparedEngine:
 
 
 # ----------------------------------------------------------------------------- measuring (in the worker)
-
-
-def _vmhwm(pid: int | str = "self") -> int:
-    """Peak resident memory (VmHWM) of a process in bytes, from /proc; psutil's current RSS elsewhere."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import psutil
-
-    return psutil.Process(None if pid == "self" else int(pid)).memory_info().rss
 
 
 def _disk_bytes(path: Path) -> int:
@@ -196,7 +184,7 @@ def measure_here(engine: str, model: str = "smollm2-135m-instruct", *, prompts: 
         for _ in range(warmup):
             _timed_answer(opened.backend, prompts[0], min(max_tokens, 8))
         runs = [_timed_answer(opened.backend, p, max_tokens) for _ in range(repeats) for p in prompts]
-        peak = _vmhwm(opened.rss_pid)
+        peak = peak_rss(opened.rss_pid)
         disk = _disk_bytes(opened.files)
         api = opened.openai_api
 
