@@ -29,12 +29,12 @@ def table() -> pd.DataFrame:
 @pytest.mark.fast
 def test_overhead_ratios_pair_each_served_engine_with_its_in_process_runtime():
     ratios = compare.overhead_ratios(table()).set_index("served")
-    ollama = ratios.loc[compare.ENGINES["ollama"].label]
-    assert ollama["in-process"] == compare.ENGINES["llamacpp"].label
+    ollama = ratios.loc[compare.COMPARED_ENGINES["ollama"].label]
+    assert ollama["in-process"] == compare.COMPARED_ENGINES["llamacpp"].label
     assert ollama["latency"] == pytest.approx(0.55 / 0.40, abs=0.01)
     assert ollama["decode_slowdown"] == pytest.approx(100 / 80, abs=0.01)
     assert ollama["peak_rss"] == pytest.approx(1.3)
-    foundry = ratios.loc[compare.ENGINES["foundry"].label]
+    foundry = ratios.loc[compare.COMPARED_ENGINES["foundry"].label]
     assert foundry["cold_start"] == pytest.approx(3.0) and foundry["ttft"] == pytest.approx(1.5)
     with pytest.raises(SlmLabError, match="baseline"):
         compare.overhead_ratios(table().iloc[[1, 2]])  # ollama without llamacpp, onnx without foundry

@@ -1,8 +1,8 @@
 """Foundry Local (foundry-local-sdk 2.2.1), in-process and offline: slmlab.foundry.local, the backend, the web service.
 
-The model is the bundled SmolLM2 converted once to an ONNX Runtime GenAI int8 folder (slmlab.convert.gguf_to_onnx, cached), put in
-Foundry's LOCAL catalog. Foundry runs the same ONNX Runtime GenAI as the 'onnx' engine, so greedy answers must match
-it token for token. Nothing here goes online: the manager's public catalog points at 127.0.0.1.
+The model is the bundled SmolLM2 converted once to an ONNX Runtime GenAI int8 folder (slmlab.convert.gguf_to_onnx,
+cached), put in Foundry's LOCAL catalog. Foundry runs the same ONNX Runtime GenAI as the 'onnx' engine, so greedy
+answers must match it token for token. Nothing here goes online: the manager's public catalog points at 127.0.0.1.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""slmlab.measure.loadtest: the statistics on hand-made timings (fast), then real load on llama-cpp-python's server (slow).
+"""slmlab.measure.loadtest: the statistics on hand-made timings (fast), then real load on llama-cpp-python's server
+(slow).
 
 The fast tests check every figure against a hand computation of vLLM's definitions (TPOT = (e2e - TTFT) /
 (tokens - 1), ITL pooled over requests, throughput over the run's wall time, failures excluded). The slow tests

@@ -23,8 +23,8 @@ def offline_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     gguf_bytes = write_tiny_gguf(tmp_path / "tiny.gguf").read_bytes()
     cache = tmp_path / "hub"
-    make_hub_cache(cache, "testorg/Tiny-GGUF", {"tiny-Q4_K_M.gguf": gguf_bytes, "tiny-Q8_0.gguf": gguf_bytes + b"\0" * 32,
-                                                 "README.md": b"# tiny\n"})
+    make_hub_cache(cache, "testorg/Tiny-GGUF", {"tiny-Q4_K_M.gguf": gguf_bytes,
+                                                 "tiny-Q8_0.gguf": gguf_bytes + b"\0" * 32, "README.md": b"# tiny\n"})
     return cache
 
 
@@ -104,7 +104,8 @@ def test_truncated_gguf_is_rejected(tmp_path):
     cut = tmp_path / "cut.gguf"
     with open(whole, "rb") as src, open(cut, "wb") as dst:
         dst.write(src.read(20_000_000))
-    with pytest.raises(SlmLabError, match=r"cut.gguf is not a usable GGUF file: it is truncated or damaged \(20000000 bytes"):
+    damaged = r"cut.gguf is not a usable GGUF file: it is truncated or damaged \(20000000 bytes"
+    with pytest.raises(SlmLabError, match=damaged):
         inspect_gguf(cut)
 
 

@@ -1,4 +1,5 @@
-"""slmlab.convert.gguf_to_onnx and slmlab.backends.onnx: GGUF -> HF folder -> ONNX Runtime GenAI, and the parity of each step.
+"""slmlab.convert.gguf_to_onnx and slmlab.backends.onnx: GGUF -> HF folder -> ONNX Runtime GenAI, and the parity of
+each step.
 
 Measured on SmolLM2-135M-Instruct Q4_1 (2 cores): the HF folder is the GGUF's weights dequantized to fp32, so
 transformers gives the same greedy tokens from either; ORT GenAI fp32 reproduces transformers' greedy 64 tokens
@@ -400,7 +401,8 @@ def test_ort_genai_fp32_reproduces_transformers_greedy_exactly(hf, onnx, referen
 def test_quantized_agreement_is_reported(onnx, ort_dirs, reference, heldout, capsys, precision, floor):
     backend = onnx[precision]
     gen = backend.chat(PARITY_PROMPT, max_tokens=64)
-    same_prefix = next((i for i, (a, b) in enumerate(zip(gen.extra["token_ids"], reference)) if a != b), 64)
+    pairs = zip(gen.extra["token_ids"], reference, strict=False)
+    same_prefix = next((i for i, (a, b) in enumerate(pairs) if a != b), 64)
     ids, hf_argmax = heldout
     result = Agreement(("hf", f"onnx-{precision}"), ids, hf_argmax, backend.next_token_argmax(ids))
     show(capsys, f"ORT GenAI {precision} ({folder_mb(ort_dirs[precision]):.0f} MB): greedy answer equals "

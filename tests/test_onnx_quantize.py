@@ -1,4 +1,5 @@
-"""slmlab.convert.onnx_quantize: int8 dynamic quantization with onnxruntime, the variants' folders, and their comparison.
+"""slmlab.convert.onnx_quantize: int8 dynamic quantization with onnxruntime, the variants' folders, and their
+comparison.
 
 Fast tests quantize a small real ONNX graph (a MatMul with its weights) with onnxruntime's quantize_dynamic.
 The slow test measures SmolLM2's fp32, int8-dynamic and int4 folders (built once in the user's cache, the one
@@ -18,6 +19,7 @@ from slmlab.convert import gguf_to_onnx as convert
 from slmlab.convert import onnx_quantize
 from slmlab.convert.onnx_quantize import Measured, agreement, compare, same_prefix
 from slmlab.errors import SlmLabError
+from slmlab.process import WORKER_ERROR_KEY
 
 
 def tiny_ort_folder(folder: Path, size: int = 64) -> Path:
@@ -32,7 +34,8 @@ def tiny_ort_folder(folder: Path, size: int = 64) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, size])],
         [numpy_helper.from_array(weights, "w")])
     folder.mkdir(parents=True)
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), folder / "model.onnx")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    onnx.save(model, folder / "model.onnx")
     (folder / "genai_config.json").write_text('{"model": {"type": "tiny"}}')
     (folder / "tokenizer.json").write_text("{}")
     return folder
@@ -114,7 +117,7 @@ def test_child_process_errors_arrive_as_the_same_error(tmp_path, monkeypatch, ca
         onnx_quantize._build_in_child(["int4"], tmp_path / "missing.gguf")
     assert "resolve" in err.value.hint  # the child's SlmLabError, problem and hint, raised here
     out = capsys.readouterr().out
-    assert "in a child process" in out and onnx_quantize.ERROR_PREFIX not in out
+    assert "in a child process" in out and WORKER_ERROR_KEY not in out
 
 
 @pytest.mark.fast

@@ -1,4 +1,5 @@
-"""slmlab.convert.quantize: llama.cpp's quantizer through llama-cpp-python, its log parsed, the F16 reference, the cache."""
+"""slmlab.convert.quantize: llama.cpp's quantizer through llama-cpp-python, its log parsed, the F16 reference, the
+cache."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ warning: blk.0.attn_v.weight                  - ncols    576 not divisible by 25
 llama_model_quantize_impl: model size  =   256.63 MiB (16.00 BPW)
 llama_model_quantize_impl: quant size  =   100.54 MiB (6.27 BPW)
 llama_model_quantize_impl: WARNING: 180 of 272 tensor(s) required fallback quantization
-"""
+"""  # noqa: E501  (llama.cpp's own lines, as it writes them)
 
 
 @pytest.mark.fast
@@ -42,7 +43,8 @@ def test_the_log_becomes_a_tensor_table():
     assert list(table["tensor"]) == ["output_norm.weight", "token_embd.weight", "blk.0.attn_k.weight",
                                      "blk.0.attn_v.weight", "blk.0.ffn_down.weight"]
     rows = table.set_index("tensor")
-    assert rows.loc["output_norm.weight", ["source", "requested", "used", "fallback"]].tolist() == ["F32", "F32", "F32", False]
+    columns = ["source", "requested", "used", "fallback"]
+    assert rows.loc["output_norm.weight", columns].tolist() == ["F32", "F32", "F32", False]
     assert rows.loc["blk.0.attn_k.weight", ["requested", "used", "fallback"]].tolist() == ["Q4_K", "Q5_0", True]
     assert rows.loc["blk.0.attn_k.weight", "shape"] == (576, 192)
     assert rows.loc["blk.0.attn_v.weight", "reason"] == "576 values per row is not a multiple of 256"
@@ -103,11 +105,12 @@ def test_reference_f16_holds_the_dequantized_weights(made):
     reference = q.reference_f16(source, out_dir=out)  # cached by the fixture's quantize_all
     src_reader, ref_reader = GGUFReader(source.path), GGUFReader(reference.path)
     assert int(ref_reader.get_field("general.file_type").contents()) == LlamaFileType.MOSTLY_F16
-    assert ref_reader.get_field("tokenizer.chat_template").contents() == src_reader.get_field("tokenizer.chat_template").contents()
+    template = "tokenizer.chat_template"
+    assert ref_reader.get_field(template).contents() == src_reader.get_field(template).contents()
     assert [t.name for t in ref_reader.tensors] == [t.name for t in src_reader.tensors]
     assert {t.tensor_type.name for t in ref_reader.tensors} == {"F16", "F32"}
     assert sum(int(t.n_elements) for t in ref_reader.tensors) == sum(int(t.n_elements) for t in src_reader.tensors)
-    for src, ref in zip(src_reader.tensors, ref_reader.tensors):
+    for src, ref in zip(src_reader.tensors, ref_reader.tensors, strict=True):
         if src.name in ("blk.3.attn_q.weight", "output_norm.weight"):
             expected = dequantize(src.data, src.tensor_type).astype(ref.data.dtype)
             assert np.array_equal(np.asarray(ref.data).reshape(expected.shape), expected)

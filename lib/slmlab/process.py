@@ -9,26 +9,42 @@
 ``{port}`` in the command, the readiness URL and the environment's values is replaced by the port (a free
 one is picked when none is given). The server runs in its own process group (a new session), so stopping it
 also stops whatever it started; its output goes to a log file (``log_path``, ``log_tail()``).
+
+``run_worker`` is the one way slmlab runs a job in a fresh Python process (its own memory, its own peak RSS)::
+
+    row = run_worker("slmlab.measure.bench", ["model.gguf", "--repeats", "3"], timeout=300, what="Benchmarking")
+
+runs ``python -m slmlab.measure.bench --worker model.gguf --repeats 3``, whose ``__main__`` calls
+``worker_main(main)``: the dict ``main`` returns comes back as the last JSON line of its stdout, and a
+SlmLabError it raises is raised again here with its problem and hint intact.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
+import queue
+import shlex
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, UpstreamError
 
 HOST = "127.0.0.1"
 LOG_DIR_ENV = "SLMLAB_LOG_DIR"  # where server logs go (default: a slmlab-logs folder in the temp dir)
 _RUNNING: set[ServerProcess] = set()  # started and not yet stopped: stopped at interpreter exit at the latest
+WORKER_FLAG = "--worker"  # run_worker starts `python -m MODULE --worker ARGS...`
+WORKER_ERROR_KEY = "slmlab_error"  # the JSON line a worker prints for a SlmLabError: {"slmlab_error": {...}}
+WORKER_ERROR_EXIT = 2  # and the exit status it ends with then
 
 
 def free_port(host: str = HOST) -> int:
@@ -88,7 +104,7 @@ class ServerProcess:
         self._log_path = Path(log_path) if log_path else None
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
-        self.startup_s: float | None = None  # seconds from start to the first 200 from the readiness URL
+        self.startup_s: float | None = None  # seconds from start until ready (the readiness URL's first 200)
 
     # ------------------------------------------------------------------ what it is
 
@@ -165,12 +181,7 @@ class ServerProcess:
         if self._port is not None and port_in_use(self._port):
             raise SlmLabError(f"Cannot start {self.name}: port {self._port} on {HOST} is already in use.",
                               "Stop whatever listens there, or pass port=None to get a free port.")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        for key, value in self._env.items():
-            if value is None:
-                env.pop(key, None)
-            else:
-                env[key] = str(value).replace("{port}", str(self.port))
+        env = child_env(self._env, self.port)
         begin = time.perf_counter()
         with open(self.log_path, "ab") as log:
             try:
@@ -194,9 +205,11 @@ class ServerProcess:
         import httpx
 
         deadline, last = begin + self.startup_timeout, "no answer yet"
+        proc = self.proc
+        assert proc is not None, "start() sets self.proc before waiting"
         with httpx.Client(trust_env=False, timeout=2.0, headers=self.headers) as client:  # no proxy for 127.0.0.1
             while True:
-                code = self.proc.poll()
+                code = proc.poll()
                 if code is not None:
                     raise SlmLabError(f"{self.name} exited during startup with exit code {code}. Last log lines:\n"
                                       f"{self.log_tail()}", f"Read the log above (full log: {self.log_path}).")
@@ -231,7 +244,7 @@ class ServerProcess:
                     proc.kill()
             return proc.wait()
         pgid = proc.pid  # start_new_session=True: the server leads its own group
-        self._signal_group(pgid, signal.SIGTERM)
+        _signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
         try:
             while time.monotonic() < deadline:
@@ -240,9 +253,9 @@ class ServerProcess:
                     break
                 time.sleep(0.05)
             else:
-                self._signal_group(pgid, signal.SIGKILL)
+                _signal_group(pgid, signal.SIGKILL)
         except BaseException:  # a second Ctrl-C while waiting: kill at once rather than leave it running
-            self._signal_group(pgid, signal.SIGKILL)
+            _signal_group(pgid, signal.SIGKILL)
             proc.wait()
             raise
         try:
@@ -250,18 +263,30 @@ class ServerProcess:
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
             return None
 
-    @staticmethod
-    def _signal_group(pgid: int, sig: int) -> None:
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
     def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def child_env(env: Mapping[str, Any] | None = None, port: int | None = None) -> dict[str, str]:
+    """This process's environment, unbuffered Python output, plus `env` (None removes a variable; "{port}" filled)."""
+    merged = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for key, value in (env or {}).items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+            merged[key] = text.replace("{port}", str(port)) if port is not None else text
+    return merged
 
 
 @atexit.register
@@ -327,3 +352,118 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         return
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the default: die of SIGTERM, as if we had not been here
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+# ----------------------------------------------------------------------------- one job in a fresh Python process
+
+
+def run_worker(module: str, args: Sequence[Any] = (), *, timeout: float | None = None,
+               env: Mapping[str, Any] | None = None, what: str | None = None, hint: str = "",
+               echo: bool = False, log_path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run ``python -m <module> --worker <args>`` and return the JSON object it printed last on its stdout.
+
+    The child's SlmLabError (see :func:`worker_main`) is raised here, problem and hint intact. A timeout, a crash
+    or an exit without a result raises a SlmLabError saying what ran (`what`, e.g. "Benchmarking smollm2"), how it
+    ended (exit code or signal) and the last lines of its stderr; `hint` leads its "What to do". `env` adds
+    variables (None removes one). `echo` prints the child's output here as it comes (its progress); `log_path`
+    keeps all of it in a file. The child runs in its own process group, all of it killed on a timeout or Ctrl-C.
+    """
+    command = [sys.executable, "-m", module, WORKER_FLAG,
+               *(os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args)]
+    what = what or f"python -m {module}"
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, errors="replace", env=child_env(env), start_new_session=True,
+                            preexec_fn=_parent_death_signal())
+    lines: list[tuple[str, str]] = []  # (stream, line) in the order they arrived
+    try:
+        code = _read_worker(proc, lines, timeout, echo)
+    except subprocess.TimeoutExpired:
+        raise SlmLabError(f"{what} took longer than {timeout:g} s; it was stopped.",
+                          hint or "Give it less to do, or pass a larger timeout=.") from None
+    finally:
+        if proc.poll() is None:  # timed out or interrupted: stop it and whatever it started
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if log_path is not None:
+            Path(log_path).write_text("".join(line for _, line in lines), encoding="utf-8")
+    out = [line for stream, line in lines if stream == "stdout"]
+    result = _last_json_object(out)
+    if result is not None and WORKER_ERROR_KEY in result:  # the child's SlmLabError: the same one here
+        reported = result[WORKER_ERROR_KEY]
+        kind = UpstreamError if reported.get("kind") == "UpstreamError" else SlmLabError
+        raise kind(reported.get("problem", "?"), reported.get("hint", ""))
+    if code != 0 or result is None:
+        err = [line for stream, line in lines if stream == "stderr" and line.strip()]
+        tail = "".join((err or out)[-12:]).rstrip() or "(no output)"
+        raise SlmLabError(f"{what} failed ({_exit_status(code, result is None)}). Its last output lines:\n{tail}",
+                          f"{hint} Run it by hand to see everything: {shlex.join(command)}".lstrip())
+    return result
+
+
+def worker_main(main: Callable[[list[str]], Mapping[str, Any]]) -> NoReturn:
+    """The child's side of :func:`run_worker`, called under ``if __name__ == "__main__"``.
+
+    ``main(sys.argv[1:])`` (the arguments start with ``--worker``) returns a dict, printed as one JSON line; a
+    SlmLabError it raises is printed as ``{"slmlab_error": {"problem": ..., "hint": ...}}`` (exit status 2).
+    """
+    try:
+        result = dict(main(sys.argv[1:]))
+    except SlmLabError as exc:
+        error = {"problem": exc.problem, "hint": exc.hint, "kind": type(exc).__name__}
+        print(json.dumps({WORKER_ERROR_KEY: error}), flush=True)
+        sys.exit(WORKER_ERROR_EXIT)
+    print(json.dumps(result), flush=True)
+    sys.exit(0)
+
+
+def _read_worker(proc: subprocess.Popen, lines: list[tuple[str, str]], timeout: float | None, echo: bool) -> int:
+    """Collect the child's stdout and stderr lines until it ends (echoed here when asked); its exit status."""
+    arrived: queue.Queue[tuple[str, str | None]] = queue.Queue()
+
+    def pump(stream: Any, name: str) -> None:
+        for line in stream:
+            arrived.put((name, line))
+        arrived.put((name, None))
+
+    for stream, name in ((proc.stdout, "stdout"), (proc.stderr, "stderr")):
+        threading.Thread(target=pump, args=(stream, name), daemon=True, name=f"worker-{name}").start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    open_streams = 2
+    while open_streams:
+        try:
+            name, line = arrived.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise subprocess.TimeoutExpired(proc.args, timeout or 0) from None
+        if line is None:
+            open_streams -= 1
+            continue
+        lines.append((name, line))
+        if echo and line.strip() and not line.startswith("{"):  # the result line stays out of the echo
+            print(line.rstrip("\n"), flush=True)
+    return proc.wait(None if deadline is None else max(1.0, deadline - time.monotonic()))  # its output is done
+
+
+def _last_json_object(lines: Sequence[str]) -> dict[str, Any] | None:
+    """The last line that is a JSON object, parsed; None when there is none."""
+    for line in reversed(lines):
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+def _exit_status(code: int, no_result: bool) -> str:
+    """How a child ended, in words: "exit code 1", "killed by SIGKILL, perhaps ...", "exit code 0 without ..."."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        said = f"killed by {name}" + (", perhaps for lack of memory" if -code == signal.SIGKILL else "")
+    else:
+        said = f"exit code {code}"
+    return said + (" without printing its JSON result" if no_result and code == 0 else "")

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from typing import Any
 
 from slmlab.backends.base import Backend, Generation, GenerationOptions, Scorer, Timings
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
 from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel
 
 ENGINES = {
     "llamacpp": "llama.cpp via llama-cpp-python: GGUF files, fast on CPU",
     "hf": "transformers on PyTorch: HF folders, or a GGUF dequantized to fp32 (pip install -e '.[hf]')",
-    "onnx": "ONNX Runtime GenAI: a model-builder folder (int8 default; int4/fp32), a GGUF converted once (pip install -e '.[hf,onnx]')",
+    "onnx": "ONNX Runtime GenAI: a model-builder folder (int8 default; int4/fp32), a GGUF converted once "
+            "(pip install -e '.[hf,onnx]')",
     "ort-greedy": "plain onnxruntime: the greedy KV-cache loop written out, over an ORT GenAI folder (fp32 default)",
-    "foundry": "Microsoft Foundry Local in-process (foundry-local-sdk): an ORT GenAI folder in its local catalog; chat only (pip install -e '.[foundry]')",
-    "openai": "any OpenAI-compatible server over HTTP (llama-cpp-python's, vLLM, llama-server, Foundry Local's): base_url=...",
+    "foundry": "Microsoft Foundry Local in-process (foundry-local-sdk): an ORT GenAI folder in its local catalog; "
+               "chat only (pip install -e '.[foundry]')",
+    "openai": "any OpenAI-compatible server over HTTP (llama-cpp-python's, vLLM, llama-server, Foundry Local's): "
+              "base_url=...",
     "ollama": "any Ollama server (a real one, or `slmlab serve ollama`) via the official ollama client: host=...",
 }
 
@@ -56,10 +58,8 @@ def open_backend(engine: str = "llamacpp", model: ResolvedModel | str | os.PathL
         # `model` is the server's model id; the default means "whatever the server serves first".
         name = None if model == DEFAULT_MODEL else getattr(model, "name", str(model))
         return OpenAIBackend(model=name, **kwargs)
-    close = difflib.get_close_matches(str(engine).lower(), list(ENGINES), n=1, cutoff=0.5)
-    guess = f"Did you mean '{close[0]}'? " if close else ""
     listing = "; ".join(f"'{k}' ({v})" for k, v in ENGINES.items())
-    raise SlmLabError(f"Unknown engine '{engine}'.", f"{guess}Engines: {listing}.")
+    raise SlmLabError(f"Unknown engine '{engine}'.", f"{did_you_mean(engine, ENGINES, n=1)}Engines: {listing}.")
 
 
 __all__ = ["ENGINES", "Backend", "Generation", "GenerationOptions", "Scorer", "Timings", "open_backend"]

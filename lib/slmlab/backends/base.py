@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import difflib
 import functools
 import gc
 import math
 import random
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
 
 Messages = Sequence[Mapping[str, str]]
 ROLES = ("system", "user", "assistant")
@@ -65,8 +64,8 @@ class GenerationOptions:
         unknown = [k for k in gen if k not in names]
         if unknown:
             key = unknown[0]
-            guess = _ALIASES.get(key) or next(iter(difflib.get_close_matches(key, names, n=1)), None)
-            hint = f"Did you mean {guess}=? " if guess else ""
+            alias = _ALIASES.get(key)
+            hint = f"Did you mean {alias!r}? " if alias else did_you_mean(key, names, n=1)
             raise SlmLabError(f"'{key}' is not a generation option.", f"{hint}Options: {', '.join(names)}.")
         return cls(**gen)
 
@@ -180,6 +179,45 @@ def cut_at_stop(pieces: Iterator[str], stops: Sequence[str], found: list[bool] |
         yield buffer
 
 
+def cut_and_collect(pieces: Iterator[str], stops: Sequence[str]) -> Generator[str, None, tuple[str, bool]]:
+    """cut_at_stop's pieces, passed on; at the end it returns the whole text and whether a stop string ended it.
+
+    ``text, stopped = yield from cut_and_collect(tokens(), opts.stop)`` in an engine's generator.
+    """
+    parts: list[str] = []
+    found: list[bool] = []
+    for piece in cut_at_stop(pieces, stops, found):
+        parts.append(piece)
+        yield piece
+    return "".join(parts), bool(found)
+
+
+def stream_timings(load_s: float, start: float, end: float, times: Sequence[float], completion: int,
+                   prefill_end: float | None = None) -> Timings:
+    """Timings of a streamed answer from when each counted token arrived (`times`; the clock's `start`, `end`).
+
+    TTFT runs from the start to the first token; decoding from the first to the last counted token; prefill ends
+    at `prefill_end` where the engine says so, else it is the TTFT.
+    """
+    times = times[: max(completion, 1)]
+    ttft = (times[0] if times else end) - start
+    prompt_eval = prefill_end - start if prefill_end is not None else ttft
+    return Timings(load_s, prompt_eval, times[-1] - times[0] if times else 0.0, ttft)
+
+
+def eos_ids(eos: int | Sequence[int] | None) -> set[int]:
+    """The end-of-answer token ids from a config's ``eos_token_id``: one id, a list of them, or None."""
+    if eos is None:
+        return set()
+    return {int(t) for t in eos} if isinstance(eos, Sequence) else {int(eos)}
+
+
+def no_chat_template(model_name: str) -> SlmLabError:
+    """The error for chat() on a model without a chat template."""
+    return SlmLabError(f"{model_name} has no chat template (it is a base model).",
+                       "Use generate('some text to continue') instead of chat().")
+
+
 def prompt_too_long(prompt_tokens: int, max_context: int, trained_context: int, what: str) -> SlmLabError:
     """The error for a prompt that leaves no room in the context, with the n_ctx that would fit it."""
     if prompt_tokens >= trained_context:
@@ -245,7 +283,8 @@ class BackendBase(Backend):
     def stream(self, prompt_or_messages: str | Messages, **gen: Any) -> Iterator[str]:
         """Yield the answer in pieces; a string is completed, messages are chatted. Errors are raised here."""
         opts = GenerationOptions.from_kwargs(**gen)
-        payload = _as_prompt(prompt_or_messages) if isinstance(prompt_or_messages, str) else as_messages(prompt_or_messages)
+        payload = (_as_prompt(prompt_or_messages) if isinstance(prompt_or_messages, str)
+                   else as_messages(prompt_or_messages))
         return self._start(payload, opts)
 
     def _start(self, payload: str | list[dict[str, str]], opts: GenerationOptions) -> Iterator[str]:
@@ -266,6 +305,30 @@ class BackendBase(Backend):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model_name!r}>"
+
+
+class TokenizerBackend(BackendBase):
+    """A backend whose text goes through a transformers tokenizer (``self.tokenizer``): hf and ort-greedy."""
+
+    tokenizer: Any = None
+
+    def _open(self) -> Any:
+        """The engine's handle (its model), or a clear error once the backend is closed."""
+        raise NotImplementedError
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of `text` (special tokens parsed, no BOS added)."""
+        self._open()
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _encode(self, payload: str | list[dict[str, str]], **kwargs: Any) -> Any:
+        """The tokenizer's encoding of a prompt (BOS only if the model wants one) or of chat messages (its chat
+        template, ready for the answer); `kwargs` go to the tokenizer (e.g. return_tensors="pt")."""
+        if isinstance(payload, str):
+            return self.tokenizer(payload, **kwargs)
+        if not self.tokenizer.chat_template:
+            raise no_chat_template(self.model_name)
+        return self.tokenizer.apply_chat_template(payload, add_generation_prompt=True, return_dict=True, **kwargs)
 
 
 def release_memory() -> None:

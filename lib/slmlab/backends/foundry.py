@@ -1,7 +1,7 @@
 """Microsoft Foundry Local as a backend: a local ONNX Runtime GenAI folder, registered, loaded and chatted in-process.
 
-``FoundryBackend`` puts the folder (slmlab.convert.gguf_to_onnx builds it from the bundled GGUF) in Foundry Local's LOCAL
-catalog, loads it, and answers through one ``ChatSession`` whose turns are undone after every call, so each call
+``FoundryBackend`` puts the folder (slmlab.convert.gguf_to_onnx builds it from the bundled GGUF) in Foundry Local's
+LOCAL catalog, loads it, and answers through one ``ChatSession`` whose turns are undone after every call, so each call
 sees only its own messages and the session's KV cache is allocated once. Answers always stream; TTFT and decode
 speed are timed on the streamed pieces, token counts come from Foundry's usage. Foundry's sessions only chat:
 they apply the model's chat template and accept nothing but messages, so plain completion (generate) and
@@ -15,12 +15,19 @@ import gc
 import json
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from slmlab.backends.base import BackendBase, Generation, GenerationOptions, Timings, cut_at_stop, prompt_too_long
+from slmlab.backends.base import (
+    BackendBase,
+    Generation,
+    GenerationOptions,
+    cut_and_collect,
+    prompt_too_long,
+    stream_timings,
+)
 from slmlab.errors import SlmLabError
 from slmlab.foundry import local as foundry_local
 from slmlab.models.resolver import BUNDLED, DEFAULT_MODEL, ResolvedModel
@@ -138,8 +145,6 @@ class FoundryBackend(BackendBase):
     def _pieces(self, request: Any, prompt_tokens: int, opts: GenerationOptions) -> Iterator[str]:
         fl, session = self._fl, self.session
         times: list[float] = []
-        parts: list[str] = []
-        stopped: list[bool] = []
         usage = finish = None
         start = perf_counter()
         try:
@@ -150,7 +155,7 @@ class FoundryBackend(BackendBase):
                               "Read (or close) the previous stream of this backend before starting another.") from None
         items = iter(stream)
 
-        def texts() -> Iterator[str]:
+        def texts() -> Generator[str, None, None]:
             for item in items:
                 if isinstance(item, fl.TextItem) and item.type != fl.TextItemType.REASONING:
                     times.append(perf_counter())
@@ -158,9 +163,7 @@ class FoundryBackend(BackendBase):
 
         pieces = texts()
         try:
-            for piece in cut_at_stop(pieces, opts.stop, stopped):
-                parts.append(piece)
-                yield piece
+            text, stopped = yield from cut_and_collect(pieces, opts.stop)
             if not stopped:
                 with stream.final_response as final:
                     usage, finish = final.get_usage(), final.finish_reason
@@ -180,11 +183,8 @@ class FoundryBackend(BackendBase):
         else:
             completion = int(usage.completion_tokens) if usage is not None else len(times)
             reason = "length" if finish == fl.FinishReason.LENGTH else "stop"
-        times = times[: max(completion, 1)]
-        ttft = (times[0] if times else end) - start
-        self.last = Generation("".join(parts), int(usage.prompt_tokens) if usage is not None else prompt_tokens,
-                               completion, reason,
-                               Timings(self.load_s, ttft, times[-1] - times[0] if times else 0.0, ttft),
+        self.last = Generation(text, int(usage.prompt_tokens) if usage is not None else prompt_tokens,
+                               completion, reason, stream_timings(self.load_s, start, end, times, completion),
                                self.engine, self.model_name,
                                {"folder": str(self.folder), "model_id": self.model.id,
                                 "provider": self.execution_provider, "foundry_finish": getattr(finish, "name", None)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import os
 from collections.abc import Iterator, Sequence
@@ -12,15 +13,16 @@ from time import perf_counter
 from typing import Any
 
 from slmlab.backends.base import (
-    BackendBase,
     Generation,
     GenerationOptions,
-    Timings,
-    cut_at_stop,
+    TokenizerBackend,
+    cut_and_collect,
+    eos_ids,
     hf_kwargs,
     ids_to_score,
     prompt_too_long,
     release_memory,
+    stream_timings,
 )
 from slmlab.errors import SlmLabError
 from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, resolve
@@ -60,7 +62,7 @@ def transformers_progress() -> Iterator[None]:
         return bar(*args, **kwargs) if factory is tqdm_auto.tqdm else factory(*args, **kwargs)
 
     try:
-        from transformers import modeling_gguf_pytorch_utils as gguf_loader
+        gguf_loader: Any = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
     except ImportError:  # a transformers without GGUF support: only the hook is needed
         gguf_loader = None
     previous_hook = hf_logging.set_tqdm_hook(hook)
@@ -106,7 +108,7 @@ def _pick_dtype(dtype: str, device: str, torch: Any) -> Any:
     return torch.float32  # CPU and MPS: full precision (a GGUF is dequantized, so this is its exact weights)
 
 
-class HFBackend(BackendBase):
+class HFBackend(TokenizerBackend):
     """A model in transformers: greedy when temperature is 0, streaming through a background thread."""
 
     engine = "hf"
@@ -137,27 +139,14 @@ class HFBackend(BackendBase):
         self.load_s = perf_counter() - start
         self.model_name = self.resolved.name
         self.trained_ctx = int(getattr(self.model.config, "max_position_embeddings", 0) or 1 << 30)
-        eos = self.model.generation_config.eos_token_id
-        self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self._eos = eos_ids(self.model.generation_config.eos_token_id)
 
     def _open(self) -> Any:
         return self._require_open(self.model)
 
-    def tokenize(self, text: str) -> list[int]:
-        """Token ids of `text` (special tokens parsed, no BOS added)."""
-        self._open()
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
     def _start(self, payload: str | list[dict[str, str]], opts: GenerationOptions) -> Iterator[str]:
         self._open()
-        if isinstance(payload, str):
-            enc = self.tokenizer(payload, return_tensors="pt")  # BOS only if the model wants one
-        else:
-            if not self.tokenizer.chat_template:
-                raise SlmLabError(f"{self.model_name} has no chat template (it is a base model).",
-                                  "Use generate('some text to continue') instead of chat().")
-            enc = self.tokenizer.apply_chat_template(payload, add_generation_prompt=True, return_dict=True,
-                                                     return_tensors="pt")
+        enc = self._encode(payload, return_tensors="pt")
         n_prompt = int(enc["input_ids"].shape[1])
         if n_prompt >= self.trained_ctx:
             raise prompt_too_long(n_prompt, self.trained_ctx, self.trained_ctx, "n_ctx")
@@ -178,18 +167,15 @@ class HFBackend(BackendBase):
             try:
                 with torch.inference_mode():
                     result["ids"] = self.model.generate(**enc, streamer=streamer, **kwargs)
-            except BaseException as exc:  # re-raised in the caller's thread below
+            except BaseException as exc:  # noqa: BLE001  (re-raised in the caller's thread below)
                 result["error"] = exc
                 streamer.end()
 
         start = perf_counter()
         thread = Thread(target=work, daemon=True)
         thread.start()
-        parts, stopped = [], []
         try:
-            for piece in cut_at_stop(iter(streamer), opts.stop, stopped):
-                parts.append(piece)
-                yield piece
+            text, stopped = yield from cut_and_collect(iter(streamer), opts.stop)
         except GeneratorExit:
             cancelled.set()
             raise
@@ -200,14 +186,12 @@ class HFBackend(BackendBase):
         if "error" in result:
             raise result["error"]
         new = result["ids"][0, n_prompt:].tolist()
-        ended = bool(new) and (new[-1] in self._eos or bool(stopped))  # the last token ended the answer
+        ended = bool(new) and (new[-1] in self._eos or stopped)  # the last token ended the answer
         completion = len(new) - (1 if ended else 0)
         finish = "stop" if ended or completion < opts.max_tokens else "length"
-        times = streamer.times[: max(completion, 1)]
-        ttft = (times[0] if times else perf_counter()) - start
-        self.last = Generation("".join(parts), n_prompt, completion, finish,
-                               Timings(self.load_s, ttft, times[-1] - times[0] if times else 0.0, ttft),
-                               self.engine, self.model_name, {"device": self.device, "dtype": str(self.dtype)})
+        timings = stream_timings(self.load_s, start, perf_counter(), streamer.times, completion)
+        self.last = Generation(text, n_prompt, completion, finish, timings, self.engine, self.model_name,
+                               {"device": self.device, "dtype": str(self.dtype)})
 
     def next_token_argmax(self, token_ids: Sequence[int]) -> list[int]:
         """For each position, the model's most likely next token (one forward pass)."""

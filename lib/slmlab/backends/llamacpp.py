@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from slmlab.backends.base import (
     BackendBase,
@@ -14,6 +14,7 @@ from slmlab.backends.base import (
     Timings,
     ids_to_score,
     llamacpp_kwargs,
+    no_chat_template,
     prompt_too_long,
     release_memory,
 )
@@ -35,7 +36,7 @@ class LlamaCppBackend(BackendBase):
 
         start = perf_counter()
         self.resolved = model if isinstance(model, ResolvedModel) else resolve(model)
-        self._load_args = {"seed": seed, "n_threads": n_threads}
+        self._load_args: dict[str, Any] = {"seed": seed, "n_threads": n_threads}
         # llama.cpp rounds the context up to a multiple of 256 but llama-cpp-python sizes its buffers by the
         # number asked for; asking for the rounded size keeps the two in step.
         n_ctx = -(-n_ctx // 256) * 256
@@ -69,9 +70,9 @@ class LlamaCppBackend(BackendBase):
             call: Callable[[], Iterator[dict]] = lambda: llm.create_completion(ids, stream=True, **kwargs)  # noqa: E731
         else:
             if self._formatter is None:
-                raise SlmLabError(f"{self.model_name} has no chat template (it is a base model).",
-                                  "Use generate('some text to continue') instead of chat().")
-            ids = llm.tokenize(self._formatter(messages=payload).prompt.encode("utf-8"), add_bos=False, special=True)
+                raise no_chat_template(self.model_name)
+            prompt = self._formatter(messages=cast(Any, payload)).prompt  # llama_cpp types messages as TypedDicts
+            ids = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
             call = lambda: llm.create_chat_completion(payload, stream=True, **kwargs)  # noqa: E731
         if len(ids) >= self.n_ctx:
             raise prompt_too_long(len(ids), self.n_ctx, self.trained_ctx, "n_ctx")

@@ -52,7 +52,7 @@ class OllamaBackend(BackendBase):
         self.host = host_url(host or os.environ.get("OLLAMA_HOST"))
         self.keep_alive = keep_alive
         self.timeout = timeout
-        self.client = ollama.Client(host=self.host, timeout=timeout, trust_env=False)
+        self.client: ollama.Client | None = ollama.Client(host=self.host, timeout=timeout, trust_env=False)
         try:
             self.server_models = self.models()
             if self.model_name not in self.server_models and f"{self.model_name}:latest" not in self.server_models:
@@ -104,7 +104,7 @@ class OllamaBackend(BackendBase):
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except Exception as exc:  # the client's and httpx's errors, turned into what to do
+        except Exception as exc:  # noqa: BLE001  (the client's and httpx's errors, turned into what to do)
             raise self._error(exc) from None
 
     # ------------------------------------------------------------------ the server
@@ -161,7 +161,7 @@ class OllamaBackend(BackendBase):
                     yield piece
                 if chunk.done:
                     final = chunk
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (as in _call: every error turned into what to do)
             raise self._error(exc) from None
         finally:
             close = getattr(chunks, "close", None)

@@ -1,9 +1,9 @@
 """ONNX Runtime: ORT GenAI's generation loop (`OrtGenAIBackend`), and the same loop by hand (`OrtGreedyBackend`).
 
-Both run a folder made by ONNX Runtime GenAI's model builder (see slmlab.convert.gguf_to_onnx): ``model.onnx`` (+ ``.data``),
-``genai_config.json`` and the tokenizer files. ORT GenAI does for you what ``OrtGreedyBackend`` spells out in a
-dozen lines: tokenize, apply the chat template, run the prompt, then feed each new token back with the KV cache
-(``past_key_values.*`` in, ``present.*`` out) until the end-of-answer token.
+Both run a folder made by ONNX Runtime GenAI's model builder (see slmlab.convert.gguf_to_onnx): ``model.onnx``
+(+ ``.data``), ``genai_config.json`` and the tokenizer files. ORT GenAI does for you what ``OrtGreedyBackend``
+spells out in a dozen lines: tokenize, apply the chat template, run the prompt, then feed each new token back with
+the KV cache (``past_key_values.*`` in, ``present.*`` out) until the end-of-answer token.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ from slmlab.backends.base import (
     BackendBase,
     Generation,
     GenerationOptions,
-    Timings,
-    cut_at_stop,
+    TokenizerBackend,
+    cut_and_collect,
+    eos_ids,
     ids_to_score,
+    no_chat_template,
     prompt_too_long,
     release_memory,
+    stream_timings,
 )
 from slmlab.errors import SlmLabError
 from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel
@@ -79,9 +82,10 @@ class OrtGenAIBackend(BackendBase):
             config.clear_providers()  # the CPU execution provider
             self.model = og.Model(config)
             self.tokenizer = og.Tokenizer(self.model)
-        except Exception as exc:  # og raises plain RuntimeErrors for broken folders
+        except Exception as exc:  # noqa: BLE001  (og raises plain RuntimeErrors for broken folders)
             raise SlmLabError(f"ONNX Runtime GenAI could not load {self.folder}: {exc}",
-                              "Rebuild it: slmlab.convert.gguf_to_onnx.hf_to_ort_genai(hf_dir, precision, force=True).") from None
+                              "Rebuild it: slmlab.convert.gguf_to_onnx.hf_to_ort_genai(hf_dir, precision, "
+                              "force=True).") from None
         self.load_s = perf_counter() - start
         self.model_name = self.folder.name
         self.trained_ctx = int(_genai_config(self.folder).get("context_length") or 1 << 30)
@@ -103,8 +107,7 @@ class OrtGenAIBackend(BackendBase):
         self._open()
         if not isinstance(payload, str):
             if not self._has_template:
-                raise SlmLabError(f"{self.model_name} has no chat template (it is a base model).",
-                                  "Use generate('some text to continue') instead of chat().")
+                raise no_chat_template(self.model_name)
             payload = self.tokenizer.apply_chat_template(json.dumps(payload), add_generation_prompt=True)
         ids = self.tokenizer.encode(payload)
         if len(ids) >= self.n_ctx:
@@ -140,13 +143,10 @@ class OrtGenAIBackend(BackendBase):
 
         prefill_end: list[float] = []
         start = perf_counter()
-        parts, stopped = [], []
-        for piece in cut_at_stop(tokens(), opts.stop, stopped):
-            parts.append(piece)
-            yield piece
+        text, stopped = yield from cut_and_collect(tokens(), opts.stop)
         end = perf_counter()
         generator = None  # frees its KV cache now (the closure above holds the only other reference)
-        self.last = _generation(self, "".join(parts), len(ids), new, times, bool(stopped), start, end,
+        self.last = _generation(self, text, len(ids), new, times, stopped, start, end,
                                 prefill_end[0] if prefill_end else None)
 
     def next_token_argmax(self, token_ids: Sequence[int]) -> list[int]:
@@ -172,11 +172,8 @@ def _generation(backend: Any, text: str, prompt_tokens: int, new: list[int], tim
     ended = bool(new) and (new[-1] in backend._eos or stopped)  # the last token ended the answer
     completion = len(new) - (1 if ended else 0)
     finish = "stop" if ended else "length"  # else max_tokens (or the context) ran out
-    times = times[: max(completion, 1)]
-    ttft = (times[0] if times else end) - start
-    prompt_eval = prefill_end - start if prefill_end is not None else ttft
     return Generation(text, prompt_tokens, completion, finish,
-                      Timings(backend.load_s, prompt_eval, times[-1] - times[0] if times else 0.0, ttft),
+                      stream_timings(backend.load_s, start, end, times, completion, prefill_end),
                       backend.engine, backend.model_name,
                       {"folder": str(backend.folder), "provider": "cpu", "token_ids": new[:completion]})
 
@@ -221,7 +218,8 @@ def folder_next_token_argmax(folder: str | os.PathLike, token_ids: Sequence[int]
     folder = Path(folder)
     if not (folder / "genai_config.json").is_file():
         raise SlmLabError(f"{folder} is not an ORT GenAI model folder (no genai_config.json).",
-                          "Build one with slmlab.convert.gguf_to_onnx.hf_to_ort_genai() or slmlab.convert.onnx_quantize.prepare().")
+                          "Build one with slmlab.convert.gguf_to_onnx.hf_to_ort_genai() or "
+                          "slmlab.convert.onnx_quantize.prepare().")
     decoder = _Decoder(folder)
     try:
         return decoder.argmax_all(token_ids, int(_genai_config(folder).get("context_length") or 1 << 30))
@@ -230,7 +228,7 @@ def folder_next_token_argmax(folder: str | os.PathLike, token_ids: Sequence[int]
         release_memory()
 
 
-class OrtGreedyBackend(BackendBase):
+class OrtGreedyBackend(TokenizerBackend):
     """Greedy decoding written out over plain onnxruntime: what ORT GenAI's Generator does, step by step."""
 
     engine = "ort-greedy"
@@ -244,41 +242,29 @@ class OrtGreedyBackend(BackendBase):
         _import("onnxruntime", "onnxruntime")
         start = perf_counter()
         self.folder = model_folder(model, precision)
-        self.decoder = _Decoder(self.folder)
+        self.decoder: _Decoder | None = _Decoder(self.folder)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.folder)
         config = _genai_config(self.folder)
         self.load_s = perf_counter() - start
         self.model_name = self.folder.name
         self.trained_ctx = int(config.get("context_length") or 1 << 30)
-        eos = config.get("eos_token_id")
-        self._eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self._eos = eos_ids(config.get("eos_token_id"))
 
     def _open(self) -> _Decoder:
         return self._require_open(self.decoder)
-
-    def tokenize(self, text: str) -> list[int]:
-        """Token ids of `text` (special tokens parsed, no BOS added)."""
-        self._open()
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _start(self, payload: str | list[dict[str, str]], opts: GenerationOptions) -> Iterator[str]:
         self._open()
         if not opts.greedy:
             raise SlmLabError("The ort-greedy backend only decodes greedily (temperature=0).",
                               "Use temperature=0, or the 'onnx' engine (ONNX Runtime GenAI) to sample.")
-        if isinstance(payload, str):
-            ids = self.tokenizer(payload)["input_ids"]  # BOS only if the model wants one
-        else:
-            if not self.tokenizer.chat_template:
-                raise SlmLabError(f"{self.model_name} has no chat template (it is a base model).",
-                                  "Use generate('some text to continue') instead of chat().")
-            ids = self.tokenizer.apply_chat_template(payload, add_generation_prompt=True, return_dict=True)["input_ids"]
+        ids = self._encode(payload)["input_ids"]
         if len(ids) >= self.trained_ctx:
             raise prompt_too_long(len(ids), self.trained_ctx, self.trained_ctx, "context_length")
         return self._pieces(list(ids), opts)
 
     def _pieces(self, ids: list[int], opts: GenerationOptions) -> Iterator[str]:
-        decoder = self.decoder
+        decoder = self._open()
         new: list[int] = []
         times: list[float] = []
 
@@ -298,12 +284,9 @@ class OrtGreedyBackend(BackendBase):
                     text = full
 
         start = perf_counter()
-        parts, stopped = [], []
-        for piece in cut_at_stop(tokens(), opts.stop, stopped):
-            parts.append(piece)
-            yield piece
+        text, stopped = yield from cut_and_collect(tokens(), opts.stop)
         end = perf_counter()
-        self.last = _generation(self, "".join(parts), len(ids), new, times, bool(stopped), start, end)
+        self.last = _generation(self, text, len(ids), new, times, stopped, start, end)
 
     def next_token_argmax(self, token_ids: Sequence[int]) -> list[int]:
         """For each position, the most likely next token (one pass over all the ids, empty cache)."""

@@ -106,7 +106,8 @@ def hf_to_ort_genai(hf_dir: str | os.PathLike, precision: str = "int4", out_dir:
     hf = Path(hf_dir).expanduser()
     if not (hf / "config.json").is_file():
         raise SlmLabError(f"{hf} is not a Hugging Face model folder (no config.json).",
-                          "Convert a GGUF first: hf_dir = slmlab.convert.gguf_to_onnx.gguf_to_hf('smollm2-135m-instruct').")
+                          "Convert a GGUF first: "
+                          "hf_dir = slmlab.convert.gguf_to_onnx.gguf_to_hf('smollm2-135m-instruct').")
     _require(BUILDER_MODULES)
     options = {str(k): str(v).lower() if isinstance(v, bool) else str(v)
                for k, v in sorted((extra_options or {}).items())}

@@ -20,8 +20,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +29,9 @@ from typing import Any
 from slmlab.backends.base import release_memory
 from slmlab.convert import gguf_to_onnx as convert
 from slmlab.errors import SlmLabError
+from slmlab.measure.evaluate import same_prefix
 from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, resolve
+from slmlab.process import run_worker, worker_main
 
 VARIANTS = {
     "hf": "the Hugging Face folder transformers reads: the GGUF's weights dequantized to fp32 safetensors",
@@ -43,7 +43,6 @@ VARIANTS = {
 }
 ONNX_VARIANTS = tuple(v for v in VARIANTS if v != "hf")
 DYNAMIC_SUFFIX = "-ort-int8-dynamic"
-ERROR_PREFIX = "slmlab-error: "  # how the child process reports an SlmLabError to its parent
 # What `slmlab setup onnx` builds: every ONNX folder the notebooks open.
 SETUP_VARIANTS = ("hf", "fp32", "int8-dynamic", "int8", "int4")
 
@@ -96,16 +95,12 @@ def quantize_int8_dynamic(fp32_dir: str | os.PathLike, out_dir: str | os.PathLik
 
 
 def _run_quantizer(model_in: Path, model_out: Path, per_channel: bool) -> None:
-    cmd = [sys.executable, "-m", "slmlab.convert.onnx_quantize", "_quantize", str(model_in), str(model_out)]
-    if per_channel:
-        cmd.append("--per-channel")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
-    (model_out.parent / "quantize.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
-    if proc.returncode != 0 or not model_out.is_file():
-        tail = "".join((proc.stdout + proc.stderr).splitlines(keepends=True)[-12:])
-        raise SlmLabError(f"onnxruntime's quantize_dynamic failed (exit code {proc.returncode}):\n{tail}",
-                          "Check that onnxruntime and onnx are installed (pip install -e '.[onnx]') and that the "
-                          "fp32 folder is complete (rebuild it with force=True).")
+    """quantize_dynamic in a child process (its memory leaves with it); its output kept in quantize.log."""
+    run_worker("slmlab.convert.onnx_quantize", ["quantize", model_in, model_out]
+               + (["--per-channel"] if per_channel else []),
+               what="onnxruntime's quantize_dynamic", log_path=model_out.parent / "quantize.log",
+               hint="Check that onnxruntime and onnx are installed (pip install -e '.[onnx]') and that the fp32 "
+                    "folder is complete (rebuild it with force=True).")
 
 
 def _quantize_in_this_process(model_in: str, model_out: str, per_channel: bool) -> None:
@@ -114,6 +109,9 @@ def _quantize_in_this_process(model_in: str, model_out: str, per_channel: bool) 
 
     quantize_dynamic(model_in, model_out, weight_type=QuantType.QInt8, per_channel=per_channel,
                      use_external_data_format=True)
+    if not Path(model_out).is_file():
+        raise SlmLabError(f"onnxruntime's quantize_dynamic wrote no {model_out}.",
+                          "Check that the fp32 folder is complete (rebuild it with force=True).")
 
 
 def variant_folder(variant: str, model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL) -> Path:
@@ -163,29 +161,10 @@ def prepare(variants: Sequence[str] = ("fp32", "int8-dynamic", "int4"),
 
 def _build_in_child(variants: Sequence[str], model: str | os.PathLike) -> None:
     convert._say(f"building {', '.join(variants)} for {model} in a child process (once; cached afterwards)")
-    cmd = [sys.executable, "-m", "slmlab.convert.onnx_quantize", "_prepare", "--model", str(model), *variants]
-    env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    lines: list[str] = []
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # universal newlines: a text progress bar's \r updates arrive as lines
-            lines.append(line)
-            if line.strip() and not line.startswith(ERROR_PREFIX):
-                print(line.rstrip(), flush=True)
-        code = proc.wait()
-    finally:
-        if proc.poll() is None:  # interrupted: stop the child too (its partial folders are cleaned up later)
-            proc.kill()
-            proc.wait()
-    if code != 0:
-        reported = next((ln for ln in reversed(lines) if ln.startswith(ERROR_PREFIX)), None)
-        if reported is not None:  # an SlmLabError in the child: raise the same one here
-            raise SlmLabError(**json.loads(reported[len(ERROR_PREFIX):]))
-        tail = "".join(lines[-12:])
-        raise SlmLabError(f"Building {', '.join(variants)} failed (exit code {code}):\n{tail}",
-                          "Read the output above; run slmlab.convert.onnx_quantize.variant_folder(variant) to see the error "
-                          "in this process.")
+    run_worker("slmlab.convert.onnx_quantize", ["prepare", *variants, "--model", model], echo=True,
+               what=f"Building {', '.join(variants)}",
+               hint="Read the output above; run slmlab.convert.onnx_quantize.variant_folder(variant) to see the "
+                    "error in this process.")
 
 
 # ------------------------------------------------------------------------------------------------ looking inside
@@ -258,10 +237,6 @@ def agreement(reference: Measured, other: Measured) -> float:
     return sum(a == b for a, b in zip(reference.argmax, other.argmax, strict=True)) / len(reference.argmax)
 
 
-def same_prefix(reference: Sequence[int], other: Sequence[int]) -> int:
-    """How many greedy tokens two answers share before they first differ."""
-    return next((i for i, (a, b) in enumerate(zip(reference, other)) if a != b), min(len(reference), len(other)))
-
 
 def compare(results: Sequence[Measured], reference: str = "fp32") -> Any:
     """A pandas DataFrame, one row per variant: size, decode speed, and agreement with the reference variant."""
@@ -290,7 +265,7 @@ def plot(table: Any, title: str = "") -> Any:
     panels = [("size_mb", "size on disk (MB)", "{:.0f}"), ("decode_tok_s", "decode speed (tokens/s)", "{:.0f}"),
               ("next_token_agreement", "next-token agreement with the reference", "{:.0%}")]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (column, label, fmt) in zip(axes, panels):
+    for ax, (column, label, fmt) in zip(axes, panels, strict=True):
         values = table[column].astype(float)
         bars = ax.bar(table.index, values, color=colors[: len(values)])
         ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8)
@@ -306,28 +281,21 @@ def plot(table: Any, title: str = "") -> Any:
 
 # ------------------------------------------------------------------------------------------------ child process
 
-def _main(argv: Sequence[str] | None = None) -> int:
+def _worker(argv: Sequence[str]) -> dict[str, Any]:
+    """``--worker quantize IN OUT [--per-channel]`` (quantize_dynamic) or ``--worker prepare VARIANT... --model M``
+    (build variants into the cache): what quantize_int8_dynamic and prepare run in a child process."""
     parser = argparse.ArgumentParser(prog="python -m slmlab.convert.onnx_quantize")
-    sub = parser.add_subparsers(dest="command", required=True)
-    q = sub.add_parser("_quantize", help="run quantize_dynamic (internal)")
-    q.add_argument("model_in")
-    q.add_argument("model_out")
-    q.add_argument("--per-channel", action="store_true")
-    p = sub.add_parser("_prepare", help="build variants into the cache (internal)")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("variants", nargs="+")
+    parser.add_argument("--worker", required=True, choices=["quantize", "prepare"])
+    parser.add_argument("targets", nargs="+", help="quantize: MODEL_IN MODEL_OUT; prepare: the variants")
+    parser.add_argument("--per-channel", action="store_true")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     args = parser.parse_args(argv)
-    try:
-        if args.command == "_quantize":
-            _quantize_in_this_process(args.model_in, args.model_out, args.per_channel)
-        else:
-            for variant in args.variants:
-                variant_folder(variant, args.model)
-    except SlmLabError as exc:
-        print(ERROR_PREFIX + json.dumps({"problem": exc.problem, "hint": exc.hint}), flush=True)
-        return 1
-    return 0
+    if args.worker == "quantize":
+        model_in, model_out = args.targets
+        _quantize_in_this_process(model_in, model_out, args.per_channel)
+        return {"model": model_out}
+    return {"folders": {variant: str(variant_folder(variant, args.model)) for variant in args.targets}}
 
 
 if __name__ == "__main__":
-    sys.exit(_main())
+    worker_main(_worker)

@@ -44,7 +44,8 @@ _LOCK = threading.Lock()  # llama.cpp's log callback is process-wide: one quanti
 _TENSOR_LINE = re.compile(
     r"\[\s*(?P<index>\d+)/\s*(?P<total>\d+)\]\s+(?P<name>\S+)\s+-\s+\[(?P<shape>[\d,\s]+)\],\s+"
     r"type\s*=\s*(?P<src>\w+),\s+(?:converting to (?P<dst>\w+)|size)")
-# warning: blk.0.attn_q.weight - ncols    576 not divisible by 256 (required for type    q6_K) -> falling back to    q8_0
+# warning: blk.0.attn_q.weight - ncols    576 not divisible by 256 (required for type    q6_K) -> falling back to
+# q8_0   (one line in llama-quantize's log)
 _FALLBACK_LINE = re.compile(
     r"(?P<name>\S+)\s+-\s+ncols\s+(?P<ncols>\d+)\s+not divisible by\s+(?P<block>\d+)\s+"
     r"\(required for type\s+(?P<wanted>\w+)\)\s*->\s*falling back to\s+(?P<used>\w+)")
@@ -133,10 +134,14 @@ def _write_f16(source: Path, target: Path, show_progress: bool) -> None:
 
     try:
         reader = GGUFReader(source)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (the gguf reader raises ValueError/IndexError/... on damaged files)
         raise SlmLabError(f"{source} could not be read as GGUF ({type(exc).__name__}: {exc}).",
                           "Delete the file and resolve the model again.") from None
-    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
+    arch_field = reader.get_field(gguf.Keys.General.ARCHITECTURE)
+    if arch_field is None:
+        raise SlmLabError(f"{source} has no {gguf.Keys.General.ARCHITECTURE} field: not a model llama.cpp can load.",
+                          "Delete the file and resolve the model again.")
+    arch = arch_field.contents()
     partial = _partial(target)
     writer = GGUFWriter(partial, arch)
     try:
@@ -350,7 +355,8 @@ def quantize(model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL, qtype: st
     return QuantizedModel(qtype, target, source.path, seconds, False, log)
 
 
-def quantize_all(model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL, types: tuple[str, ...] | list[str] = QUANT_TYPES,
+def quantize_all(model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL,
+                 types: tuple[str, ...] | list[str] = QUANT_TYPES,
                  *, out_dir: str | Path | None = None, threads: int | None = None, force: bool = False,
                  show_progress: bool = True) -> dict[str, QuantizedModel]:
     """Quantize one model into several types (from one F16 reference), with a progress bar."""

@@ -7,8 +7,9 @@ web service. slmlab keeps it offline and inside ``<cache_dir()>/foundry``:
 - ``manager()`` creates that manager with its model cache, logs and app data under ``foundry_dir()``, non-essential
   telemetry off, and its *public* catalog pointed at a URL on 127.0.0.1 instead of Microsoft's online catalog.
   Nothing ever goes online: with no catalog server running there, the public catalog is simply empty.
-- ``register_local(folder)`` puts an ONNX Runtime GenAI folder (``slmlab.convert.gguf_to_onnx``) in the LOCAL catalog (the
-  SDK's "bring your own model"): nothing is copied; the registration is kept in the cache for the next process.
+- ``register_local(folder)`` puts an ONNX Runtime GenAI folder (``slmlab.convert.gguf_to_onnx``) in the LOCAL
+  catalog (the SDK's "bring your own model"): nothing is copied; the registration is kept in the cache for the
+  next process.
 - ``web_service(folder)`` is the air-gapped case: the web service serves only *public-catalog* models, so the
   folder is staged in Foundry's model cache, a catalog listing it is served on 127.0.0.1 (``slmlab.foundry.catalog``
   in a ``ServerProcess``) and the service is started on 127.0.0.1; everything is stopped afterwards.
@@ -86,6 +87,11 @@ def manager() -> Any:
                           f"onnxruntime-genai-core are installed together ({PIP_FOUNDRY}).") from None
     _STATE["owner"] = fl.FoundryLocalManager.instance
     return fl.FoundryLocalManager.instance
+
+
+def _owned(manager_: Any) -> bool:
+    """True when slmlab created this manager (with its offline catalog), not other code in this process."""
+    return _STATE.get("owner") is manager_
 
 
 def shutdown() -> None:
@@ -249,7 +255,7 @@ def web_service(model: Any = "smollm2-135m-instruct", precision: str = "int8", m
     model_id = model_id or model_id_for(folder).replace(":", "-web:")
     url = catalog_url()
     manager_ = manager()
-    if _STATE.get("owner") is not manager_:
+    if not _owned(manager_):
         raise SlmLabError("Foundry Local's manager in this process was not created by slmlab, so its catalog may "
                           "be Microsoft's online one.", "Call slmlab.foundry.local.shutdown() first, or restart "
                           "the kernel, and let slmlab create it.")

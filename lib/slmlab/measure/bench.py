@@ -13,11 +13,8 @@ with a large numpy copy and :func:`decode_roofline` turns it into that ceiling.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,43 +22,14 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from slmlab.errors import SlmLabError
+from slmlab.measure.rss_probe import current_rss, peak_rss, reset_peak_rss
+from slmlab.process import run_worker, worker_main
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
     from slmlab.models.resolver import ResolvedModel
-
-_HWM_FIELDS = ("VmHWM", "VmRSS")
-
-
-def rss_status() -> dict[str, int]:
-    """This process's current and peak resident memory in bytes, from /proc/self/status (Linux)."""
-    found: dict[str, int] = {}
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                key, _, rest = line.partition(":")
-                if key in _HWM_FIELDS:
-                    found[key] = int(rest.split()[0]) * 1024
-    except OSError:
-        pass
-    if len(found) < 2:  # not Linux: psutil knows the current RSS, peak is approximated by it
-        import psutil
-
-        rss = psutil.Process().memory_info().rss
-        found = {"VmRSS": rss, "VmHWM": max(rss, found.get("VmHWM", 0))}
-    return found
-
-
-def reset_peak_rss() -> bool:
-    """Reset this process's VmHWM to its current RSS (Linux 4.0+); False where the kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -111,7 +79,8 @@ def _one_run(llm: Any, prompt: list[int], gen_tokens: int) -> tuple[float, float
             break
     perf = llama_cpp.llama_perf_context(llm.ctx)
     prefill = perf.n_p_eval / (perf.t_p_eval_ms / 1000) if perf.t_p_eval_ms > 0 else float("nan")
-    decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else float("nan")
+    spread = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
+    decode = (len(stamps) - 1) / spread if spread > 0 else float("nan")
     return stamps[0] - start, prefill, decode
 
 
@@ -128,7 +97,7 @@ def bench_here(model: ResolvedModel | str | os.PathLike | Any = None, *, prompt_
     import llama_cpp  # noqa: F401  (its libraries count in the baseline, not in the model's memory)
 
     reset_peak_rss()  # where the kernel refuses, the peak includes whatever this process held before
-    base = rss_status()["VmRSS"]
+    base = current_rss()
     threads = n_threads or physical_cores()
     start = perf_counter()
     llm = load_llama(resolved, n_ctx=n_ctx, n_threads=threads)
@@ -138,7 +107,7 @@ def bench_here(model: ResolvedModel | str | os.PathLike | Any = None, *, prompt_
         for _ in range(warmup):
             _one_run(llm, prompt, min(gen_tokens, 8))
         runs = [_one_run(llm, prompt, gen_tokens) for _ in range(repeats)]
-        peak = rss_status()["VmHWM"]
+        peak = peak_rss()
     finally:
         llm.close()
     ttft, prefill, decode = (statistics.median(r[i] for r in runs) for i in range(3))
@@ -157,8 +126,8 @@ def _check_sizes(prompt_tokens: int, gen_tokens: int, repeats: int, warmup: int,
                           f"Lower them or pass n_ctx={1 << (prompt_tokens + gen_tokens - 1).bit_length()}.")
 
 
-def bench_model(model: ResolvedModel | str | os.PathLike | Any = None, *, prompt_tokens: int = 128, gen_tokens: int = 32,
-                repeats: int = 3, warmup: int = 1, n_threads: int | None = None, n_ctx: int = 512,
+def bench_model(model: ResolvedModel | str | os.PathLike | Any = None, *, prompt_tokens: int = 128,
+                gen_tokens: int = 32, repeats: int = 3, warmup: int = 1, n_threads: int | None = None, n_ctx: int = 512,
                 timeout: float = 300) -> BenchResult:
     """Measure one model in a fresh Python process (``python -m slmlab.measure.bench``): its own peak RSS."""
     from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, resolve
@@ -169,20 +138,12 @@ def bench_model(model: ResolvedModel | str | os.PathLike | Any = None, *, prompt
     resolved = ref if isinstance(ref, ResolvedModel) else resolve(ref)
     if resolved.format != "gguf":
         raise SlmLabError(f"{resolved.name} is not a GGUF model.", "Benchmark a .gguf file or a bundled GGUF model.")
-    command = [sys.executable, "-m", "slmlab.measure.bench", "--worker", str(resolved.path), "--name", resolved.name,
-               "--prompt-tokens", str(prompt_tokens), "--gen-tokens", str(gen_tokens), "--repeats", str(repeats),
-               "--warmup", str(warmup), "--n-ctx", str(n_ctx)] + (["--threads", str(n_threads)] if n_threads else [])
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise SlmLabError(f"Benchmarking {resolved.name} took longer than {timeout:.0f} s.",
-                          "Use fewer repeats or tokens, or pass a larger timeout=.") from None
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise SlmLabError(f"The benchmark process for {resolved.name} failed (exit {done.returncode}): "
-                          + " | ".join(tail), "Run it by hand to see everything: " + " ".join(command))
-    return BenchResult(**json.loads(lines[-1]))
+    args = [resolved.path, "--name", resolved.name, "--prompt-tokens", prompt_tokens, "--gen-tokens", gen_tokens,
+            "--repeats", repeats, "--warmup", warmup, "--n-ctx", n_ctx]
+    args += ["--threads", n_threads] if n_threads else []
+    row = run_worker("slmlab.measure.bench", args, timeout=timeout, what=f"Benchmarking {resolved.name}",
+                     hint="Use fewer repeats or tokens, or pass a larger timeout=.")
+    return BenchResult(**row)
 
 
 def bench_variants(models: Mapping[str, Any] | Sequence[Any], *, prompt_tokens: int = 128, gen_tokens: int = 32,
@@ -229,7 +190,8 @@ def memory_bandwidth(array_mb: float = 256, repeats: int = 5) -> Bandwidth:
     """
     import numpy as np
 
-    if not (isinstance(array_mb, int | float) and 8 <= array_mb <= 4096) or not (isinstance(repeats, int) and repeats >= 1):
+    usable_size = isinstance(array_mb, int | float) and 8 <= array_mb <= 4096
+    if not usable_size or not (isinstance(repeats, int) and repeats >= 1):
         raise SlmLabError(f"array_mb={array_mb!r}, repeats={repeats!r} are not usable.",
                           "Use 8 <= array_mb <= 4096 (larger than the CPU's last-level cache) and repeats >= 1.")
     source = np.ones(int(array_mb * 1e6 / 8))
@@ -283,7 +245,8 @@ def plot_tradeoffs(table: pd.DataFrame, bandwidth: float | Bandwidth | None = No
         ax = axes[0]
         ax.scatter(table[size], table[quality], color="tab:blue")
         for _, row in table.iterrows():
-            ax.annotate(str(row[label]), (row[size], row[quality]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(str(row[label]), (row[size], row[quality]), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
         ax.set(xlabel="file size (MB)", ylabel=f"{quality} (lower is better)", title="Size vs. quality")
     ax = axes[-1]
     ax.scatter(table[size], table[speed], color="tab:green", label="measured decode")
@@ -301,8 +264,10 @@ def plot_tradeoffs(table: pd.DataFrame, bandwidth: float | Bandwidth | None = No
 # ----------------------------------------------------------------------------- the worker process
 
 
-def _worker(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m slmlab.measure.bench", description="benchmark one GGUF file (JSON out)")
+def _worker(argv: Sequence[str]) -> dict[str, Any]:
+    """``python -m slmlab.measure.bench --worker GGUF ...`` (what bench_model runs): benchmark here, one dict."""
+    parser = argparse.ArgumentParser(prog="python -m slmlab.measure.bench",
+                                     description="benchmark one GGUF file (JSON out)")
     parser.add_argument("--worker", required=True, metavar="GGUF")
     parser.add_argument("--name", default=None)
     parser.add_argument("--prompt-tokens", type=int, default=128)
@@ -320,13 +285,8 @@ def _worker(argv: Sequence[str] | None = None) -> int:
     result = bench_here(model, prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, repeats=args.repeats,
                         warmup=args.warmup, n_threads=args.threads, n_ctx=args.n_ctx)
     # A fresh process: VmHWM is this model's peak whether or not it could be reset.
-    print(json.dumps(asdict(result) | {"isolated": True}), flush=True)
-    return 0
+    return asdict(result) | {"isolated": True}
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(_worker())
-    except SlmLabError as exc:
-        print(exc, file=sys.stderr)
-        sys.exit(2)
+    worker_main(_worker)

@@ -26,8 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -36,7 +34,9 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
+from slmlab.measure.rss_probe import peak_rss
+from slmlab.process import run_worker, worker_main
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,7 +47,7 @@ DEFAULT_PROMPTS = ("Explain in two sentences what a barometer measures.", "Write
 
 
 @dataclass(frozen=True)
-class EngineSpec:
+class ComparedEngine:
     """How one engine runs the model: in-process or served, on which runtime and weights."""
 
     name: str  # the key used everywhere ("llamacpp", "ollama", ...)
@@ -58,12 +58,12 @@ class EngineSpec:
     baseline: str | None = None  # for a served engine: the in-process engine on the same runtime and weights
 
 
-ENGINES: dict[str, EngineSpec] = {s.name: s for s in [
-    EngineSpec("llamacpp", "llama.cpp (in-process)", "in-process", "llama.cpp", "gguf"),
-    EngineSpec("ollama", "Ollama API (served)", "served", "llama.cpp", "gguf", baseline="llamacpp"),
-    EngineSpec("onnx", "ORT GenAI (in-process)", "in-process", "onnxruntime-genai", "onnx"),
-    EngineSpec("foundry", "Foundry Local (served)", "served", "onnxruntime-genai", "onnx", baseline="onnx"),
-    EngineSpec("hf", "transformers (in-process)", "in-process", "transformers", "gguf"),
+COMPARED_ENGINES: dict[str, ComparedEngine] = {s.name: s for s in [
+    ComparedEngine("llamacpp", "llama.cpp (in-process)", "in-process", "llama.cpp", "gguf"),
+    ComparedEngine("ollama", "Ollama API (served)", "served", "llama.cpp", "gguf", baseline="llamacpp"),
+    ComparedEngine("onnx", "ORT GenAI (in-process)", "in-process", "onnxruntime-genai", "onnx"),
+    ComparedEngine("foundry", "Foundry Local (served)", "served", "onnxruntime-genai", "onnx", baseline="onnx"),
+    ComparedEngine("hf", "transformers (in-process)", "in-process", "transformers", "gguf"),
 ]}
 METRICS = {  # column -> (unit, True when higher is better)
     "cold_start_s": ("s", False), "ttft_s": ("s", False), "decode_tok_s": ("tok/s", True),
@@ -71,31 +71,15 @@ METRICS = {  # column -> (unit, True when higher is better)
 }
 
 
-def _spec(engine: str) -> EngineSpec:
+def _spec(engine: str) -> ComparedEngine:
     key = str(engine).strip().lower()
-    if key not in ENGINES:
-        import difflib
-
-        close = difflib.get_close_matches(key, list(ENGINES), n=1)
+    if key not in COMPARED_ENGINES:
         raise SlmLabError(f"'{engine}' is not an engine slmlab.measure.compare measures.",
-                          (f"Did you mean '{close[0]}'? " if close else "") + f"Engines: {', '.join(ENGINES)}.")
-    return ENGINES[key]
+                          f"{did_you_mean(key, COMPARED_ENGINES, n=1)}Engines: {', '.join(COMPARED_ENGINES)}.")
+    return COMPARED_ENGINES[key]
 
 
 # ----------------------------------------------------------------------------- measuring (in the worker)
-
-
-def _vmhwm(pid: int | str = "self") -> int:
-    """Peak resident memory (VmHWM) of a process in bytes, from /proc; psutil's current RSS elsewhere."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import psutil
-
-    return psutil.Process(None if pid == "self" else int(pid)).memory_info().rss
 
 
 def _disk_bytes(path: Path) -> int:
@@ -125,7 +109,7 @@ class _Opened:
 
 
 @contextmanager
-def _open_engine(spec: EngineSpec, model: str) -> Iterator[_Opened]:
+def _open_engine(spec: ComparedEngine, model: str) -> Iterator[_Opened]:
     """The engine loaded (a served one started and connected), ready to answer; everything closed after."""
     from slmlab.backends import open_backend
     from slmlab.models.resolver import resolve
@@ -144,6 +128,7 @@ def _open_engine(spec: EngineSpec, model: str) -> Iterator[_Opened]:
             server = stack.enter_context(ollama_server([ollama_name(resolved.name)], n_ctx=N_CTX, keep_alive="-1"))
             backend = open_backend("ollama", resolved, host=server.url)
             stack.callback(backend.close)
+            assert server.pid is not None, "a started server has a process"
             yield _Opened(backend, server.pid, resolved.path, _openai_api(server.url))
         elif spec.name in ("onnx", "foundry"):
             from slmlab.convert.gguf_to_onnx import ort_genai_folder
@@ -162,7 +147,7 @@ def _open_engine(spec: EngineSpec, model: str) -> Iterator[_Opened]:
             stack.callback(backend.close)
             api = spec.name == "foundry" and _openai_api(service.url)
             yield _Opened(backend, "self", folder, api)
-        else:  # pragma: no cover - ENGINES and this function are kept in step
+        else:  # pragma: no cover - COMPARED_ENGINES and this function are kept in step
             raise SlmLabError(f"No way to open '{spec.name}'.", "Add it to slmlab.measure.compare._open_engine.")
 
 
@@ -199,7 +184,7 @@ def measure_here(engine: str, model: str = "smollm2-135m-instruct", *, prompts: 
         for _ in range(warmup):
             _timed_answer(opened.backend, prompts[0], min(max_tokens, 8))
         runs = [_timed_answer(opened.backend, p, max_tokens) for _ in range(repeats) for p in prompts]
-        peak = _vmhwm(opened.rss_pid)
+        peak = peak_rss(opened.rss_pid)
         disk = _disk_bytes(opened.files)
         api = opened.openai_api
 
@@ -229,28 +214,13 @@ def measure_engine(engine: str, model: str = "smollm2-135m-instruct", *, prompts
             raise SlmLabError(f"{name}={value!r} is not usable.", f"Use a whole number >= {low}.")
     if not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
         raise SlmLabError(f"prompts={prompts!r} has no usable prompt.", "Pass a list of non-empty strings.")
-    command = [sys.executable, "-m", "slmlab.measure.compare", "--worker", spec.name, "--model", str(model),
-               "--prompts", json.dumps(prompts), "--max-tokens", str(max_tokens), "--repeats", str(repeats),
-               "--warmup", str(warmup)]
-    started = time.time()
-    try:
-        done = subprocess.run(command + ["--started", repr(started)], capture_output=True, text=True,
-                              timeout=timeout, check=False, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise SlmLabError(f"Measuring {spec.label} took longer than {timeout:.0f} s.",
-                          "Use fewer repeats or tokens, or pass a larger timeout=.") from None
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-6:]
-        raise SlmLabError(f"Measuring {spec.label} failed (exit {done.returncode}): " + " | ".join(tail),
-                          "Run it by hand to see everything: " + " ".join(command))
-    row = json.loads(lines[-1])
-    if "error" in row:
-        raise SlmLabError(row["error"], row.get("hint", ""))
-    return row
+    args = [spec.name, "--model", model, "--prompts", json.dumps(prompts), "--max-tokens", max_tokens,
+            "--repeats", repeats, "--warmup", warmup, "--started", repr(time.time())]
+    return run_worker("slmlab.measure.compare", args, timeout=timeout, what=f"Measuring {spec.label}",
+                      hint="Use fewer repeats or tokens, or pass a larger timeout=.")
 
 
-def compare_engines(engines: Sequence[str] = tuple(ENGINES), model: str = "smollm2-135m-instruct", *,
+def compare_engines(engines: Sequence[str] = tuple(COMPARED_ENGINES), model: str = "smollm2-135m-instruct", *,
                     prompts: Sequence[str] = DEFAULT_PROMPTS, max_tokens: int = 32, repeats: int = 3,
                     warmup: int = 1, show_progress: bool = True, timeout: float = 300) -> pd.DataFrame:
     """Measure each engine in turn (each in its own process) into one DataFrame, one row per engine."""
@@ -258,7 +228,7 @@ def compare_engines(engines: Sequence[str] = tuple(ENGINES), model: str = "smoll
 
     names = [_spec(e).name for e in engines]
     if not names:
-        raise SlmLabError("No engines to compare.", f"Pass some of: {', '.join(ENGINES)}.")
+        raise SlmLabError("No engines to compare.", f"Pass some of: {', '.join(COMPARED_ENGINES)}.")
     rows = []
     for name in progress(names, desc="measuring", unit="engine", disable=not show_progress):
         rows.append(measure_engine(name, model, prompts=prompts, max_tokens=max_tokens, repeats=repeats,
@@ -306,11 +276,11 @@ def overhead_ratios(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     by_engine = df.set_index("engine", drop=False)
     for name in by_engine.index:
-        spec = ENGINES.get(name)
+        spec = COMPARED_ENGINES.get(name)
         if spec is None or spec.baseline is None or spec.baseline not in by_engine.index:
             continue
         served, local = by_engine.loc[name], by_engine.loc[spec.baseline]
-        rows.append({"served": spec.label, "in-process": ENGINES[spec.baseline].label,
+        rows.append({"served": spec.label, "in-process": COMPARED_ENGINES[spec.baseline].label,
                      "ttft": served.ttft_s / local.ttft_s, "latency": served.latency_s / local.latency_s,
                      "decode_slowdown": local.decode_tok_s / served.decode_tok_s,
                      "cold_start": served.cold_start_s / local.cold_start_s,
@@ -433,8 +403,8 @@ def plot_comparison(df: pd.DataFrame, metrics: Sequence[str] = tuple(METRICS)) -
 
 def add_measure_arguments(parser: argparse.ArgumentParser) -> None:
     """The measurement options shared by `slmlab compare` and the ``--worker`` child it starts."""
-    parser.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated, of {', '.join(ENGINES)} "
-                                                                     "(default: all)")
+    parser.add_argument("--engines", default=",".join(COMPARED_ENGINES),
+                        help=f"comma-separated, of {', '.join(COMPARED_ENGINES)} (default: all)")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--prompts", default=json.dumps(DEFAULT_PROMPTS), help="a JSON list of strings")
     parser.add_argument("--max-tokens", type=int, default=32)
@@ -452,24 +422,19 @@ def parse_prompts(text: str) -> list[str]:
     return prompts
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m slmlab.measure.compare --worker ENGINE`` (what measure_engine runs): measure one engine here
-    and print its row as JSON."""
+def main(argv: Sequence[str]) -> dict[str, Any]:
+    """``python -m slmlab.measure.compare --worker ENGINE`` (what measure_engine runs): measure one engine here,
+    its row as a dict."""
     parser = argparse.ArgumentParser(prog="python -m slmlab.measure.compare", description="Measure one engine here.")
     add_measure_arguments(parser)
-    parser.add_argument("--worker", required=True, choices=list(ENGINES), help="measure this one engine (JSON out)")
+    parser.add_argument("--worker", required=True, choices=list(COMPARED_ENGINES),
+                        help="measure this one engine (JSON out)")
     parser.add_argument("--started", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    row = measure_here(args.worker, args.model, prompts=parse_prompts(args.prompts), max_tokens=args.max_tokens,
-                       repeats=args.repeats, warmup=args.warmup, started=args.started)
-    print(json.dumps(row), flush=True)
-    return 0
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return measure_here(args.worker, args.model, prompts=parse_prompts(args.prompts), max_tokens=args.max_tokens,
+                        repeats=args.repeats, warmup=args.warmup, started=args.started)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        sys.exit(main())
-    except SlmLabError as exc:  # measure_engine raises it again in the parent, message intact
-        print(json.dumps({"error": exc.problem, "hint": exc.hint}), flush=True)
-        sys.exit(0)
+    worker_main(main)

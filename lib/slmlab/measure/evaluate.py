@@ -70,12 +70,13 @@ class Agreement:
     @property
     def first_disagreement(self) -> int | None:
         """Index of the first position where they differ, or None."""
-        return next((i for i, (x, y) in enumerate(zip(self.a_argmax, self.b_argmax)) if x != y), None)
+        same = same_prefix(self.a_argmax, self.b_argmax)
+        return same if same < min(len(self.a_argmax), len(self.b_argmax)) else None
 
     def accuracy(self, which: int) -> float:
         """How often backend 0 (a) or 1 (b) predicts the text's actual next token."""
         guesses = (self.a_argmax, self.b_argmax)[which]
-        return sum(g == t for g, t in zip(guesses, self.tokens[1:])) / max(self.positions - 1, 1)
+        return sum(g == t for g, t in zip(guesses, self.tokens[1:], strict=False)) / max(self.positions - 1, 1)
 
     def __str__(self) -> str:
         a, b = self.engines
@@ -89,10 +90,7 @@ def next_token_agreement(a: Backend, b: Backend, text: str, max_tokens: int = 10
     The text is tokenized once (by `a`); `b` must tokenize it identically, else this raises — pass
     strict=False to feed both the same ids anyway (meaningful only when the vocabularies are the same).
     """
-    for backend in (a, b):
-        if not isinstance(backend, Scorer):
-            raise SlmLabError(f"The {getattr(backend, 'engine', type(backend).__name__)} backend cannot score tokens.",
-                              "Compare backends that run the model locally: 'llamacpp', 'hf', 'onnx' or 'ort-greedy'.")
+    scorer_a, scorer_b = _scorer(a), _scorer(b)
     if not isinstance(max_tokens, int) or max_tokens < 2:
         raise SlmLabError(f"max_tokens={max_tokens!r} is too small to compare anything.", "Use e.g. max_tokens=1024.")
     ids = a.tokenize(text)[:max_tokens]
@@ -100,11 +98,25 @@ def next_token_agreement(a: Backend, b: Backend, text: str, max_tokens: int = 10
         raise SlmLabError("The text is shorter than two tokens.", "Pass a paragraph or more of held-out text.")
     other = b.tokenize(text)[:max_tokens]
     if other != ids and strict:
-        i = next((k for k, (x, y) in enumerate(zip(ids, other)) if x != y), min(len(ids), len(other)))
+        i = same_prefix(ids, other)
         raise SlmLabError(f"{a.engine} and {b.engine} tokenize the text differently from token {i} on "
                           f"({len(ids)} vs {len(other)} tokens; ids {ids[i:i + 3]} vs {other[i:i + 3]}).",
                           "Both must load the same model; pass strict=False to feed both the same ids anyway.")
-    return Agreement((a.engine, b.engine), ids, a.next_token_argmax(ids), b.next_token_argmax(ids))
+    return Agreement((a.engine, b.engine), ids, scorer_a.next_token_argmax(ids), scorer_b.next_token_argmax(ids))
+
+
+def _scorer(backend: Backend) -> Scorer:
+    """`backend` as a Scorer, or a clear error for one that cannot score tokens (a server over HTTP)."""
+    if not isinstance(backend, Scorer):
+        raise SlmLabError(f"The {getattr(backend, 'engine', type(backend).__name__)} backend cannot score tokens.",
+                          "Compare backends that run the model locally: 'llamacpp', 'hf', 'onnx' or 'ort-greedy'.")
+    return backend
+
+
+def same_prefix(reference: Sequence[int], other: Sequence[int]) -> int:
+    """How many tokens two sequences share before they first differ (all of the shorter one when none does)."""
+    return next((i for i, (a, b) in enumerate(zip(reference, other, strict=False)) if a != b),
+                min(len(reference), len(other)))
 
 
 # ----------------------------------------------------------------------------- perplexity
@@ -160,7 +172,8 @@ def window_spans(n_tokens: int, n_ctx: int, stride: int) -> list[tuple[int, int,
     """
     if not (type(n_ctx) is int and type(stride) is int and 1 <= stride < n_ctx):
         raise SlmLabError(f"Window n_ctx={n_ctx!r}, stride={stride!r} is not usable.",
-                          "Use whole numbers with 1 <= stride < n_ctx (windows must overlap), e.g. n_ctx=512, stride=256.")
+                          "Use whole numbers with 1 <= stride < n_ctx (windows must overlap), "
+                          "e.g. n_ctx=512, stride=256.")
     spans, prev_end, begin = [], 1, 0
     while prev_end < n_tokens:
         end = min(begin + n_ctx, n_tokens)
@@ -201,7 +214,8 @@ def perplexity(model: ResolvedModel | str | os.PathLike | Any = None, text: str 
     text = heldout_text() if text is None else text
     stride = stride if stride is not None else n_ctx // 2
     if not isinstance(text, str) or not text.strip():
-        raise SlmLabError("There is no text to score.", "Pass a paragraph or more, or leave text=None for the held-out text.")
+        raise SlmLabError("There is no text to score.",
+                          "Pass a paragraph or more, or leave text=None for the held-out text.")
     window_spans(2, n_ctx, stride)  # validates the window before loading anything
     start = perf_counter()
     llm = load_llama(resolved, n_ctx=-(-n_ctx // 256) * 256, n_batch=n_ctx, logits_all=True, n_threads=n_threads)

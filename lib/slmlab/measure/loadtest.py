@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
 
 APIS = ("chat", "completions", "ollama")
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "ollama": "/api/chat"}
@@ -75,7 +75,7 @@ class Endpoint:
     url: str
     api: str
     model: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never printed with the endpoint
 
     @property
     def root(self) -> str:
@@ -683,8 +683,6 @@ def scrape_metrics(url: Any, names: Sequence[str] | None = None, api_key: str | 
     Every name asked for must be exported: a missing one raises a SlmLabError naming the closest exported names
     (vLLM renames metrics between versions, e.g. vllm:gpu_cache_usage_perc became vllm:kv_cache_usage_perc).
     """
-    import difflib
-
     from slmlab.serve.scrape import fetch
 
     root = endpoint(url).root
@@ -694,10 +692,9 @@ def scrape_metrics(url: Any, names: Sequence[str] | None = None, api_key: str | 
         return values
     missing = [name for name in names if name not in values]
     if missing:
-        near = sorted({m for name in missing for m in difflib.get_close_matches(name, list(values), n=3, cutoff=0.6)})
+        near = "".join(dict.fromkeys(did_you_mean(name, values, cutoff=0.6) for name in missing))
         raise SlmLabError(f"{root}/metrics exports no {', '.join(missing)}.",
-                          (f"Did you mean {', '.join(near)}? " if near else "")
-                          + "List what it exports with scrape_metrics(url).keys().")
+                          f"{near}List what it exports with scrape_metrics(url).keys().")
     return {name: values[name] for name in names}
 
 

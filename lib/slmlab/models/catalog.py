@@ -16,12 +16,11 @@ micro is [0.1, 1.5), small is [1.5, 14), medium is [14, 30] (30 itself is medium
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import asdict, dataclass
 from numbers import Real
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
 
 __all__ = [
     "CATALOG",
@@ -465,14 +464,10 @@ def get(key: str) -> ModelSpec:
     wanted = key.strip().lower() if isinstance(key, str) else key
     if wanted in CATALOG:
         return CATALOG[wanted]
-    close = difflib.get_close_matches(str(wanted), list(CATALOG), n=3, cutoff=0.6)
-    problem = f"There is no model called {key!r} in the course catalog."
-    if close:
-        problem += " Did you mean: " + ", ".join(repr(name) for name in close) + "?"
     raise SlmLabError(
-        problem,
-        hint="Run `slmlab models` in a terminal (or look at slmlab.models.catalog.CATALOG) "
-        "to see every model key.",
+        f"There is no model called {key!r} in the course catalog.",
+        hint=f"{did_you_mean(wanted, CATALOG, cutoff=0.6)}Run `slmlab models` in a terminal "
+        "(or look at slmlab.models.catalog.CATALOG) to see every model key.",
     )
 
 

@@ -107,9 +107,9 @@ def estimate(spec: ModelSpec, quant: str = "Q4_K_M", context: int = 4096, hardwa
     overhead = RUNTIME_BASE_GB * GB + COMPUTE_FRACTION * weights
     if hardware is not None and hardware.vram_gb:
         overhead += GPU_CONTEXT_GB * GB
-    return Footprint(spec.key, quant.upper(), context, weights / GB, kv_cache_bytes(spec, context, kv_bytes_per_value) / GB,
-                     overhead / GB, hardware.key if hardware else None,
-                     hardware.model_memory_gb * 2**30 / GB if hardware else None)
+    kv_cache = kv_cache_bytes(spec, context, kv_bytes_per_value)
+    return Footprint(spec.key, quant.upper(), context, weights / GB, kv_cache / GB, overhead / GB,
+                     hardware.key if hardware else None, hardware.model_memory_gb * 2**30 / GB if hardware else None)
 
 
 def fit_table(specs: list[ModelSpec], hardware: Hardware, quant: str = "Q4_K_M", context: int = 4096) -> list[dict]:
@@ -134,13 +134,14 @@ def fit_grid(specs: list[ModelSpec], presets: list[Hardware], quants: list[str] 
                 for context in contexts:
                     base = {"model": spec.key, "params_b": spec.params_b, "tier": spec.tier, "hardware": hw.key,
                             "quant": quant.upper(), "context": context}
+                    budget = hw.model_memory_gb * 2**30 / GB
                     if context > spec.context:
-                        rows.append(base | {"total_gb": float("nan"), "budget_gb": hw.model_memory_gb * 2**30 / GB,
+                        rows.append(base | {"total_gb": float("nan"), "budget_gb": budget,
                                             "use": float("nan"), "verdict": TOO_LONG})
                         continue
                     est = estimate(spec, quant, context, hw)
-                    rows.append(base | {"total_gb": est.total_gb, "budget_gb": est.budget_gb,
-                                        "use": est.total_gb / est.budget_gb, "verdict": est.verdict})
+                    rows.append(base | {"total_gb": est.total_gb, "budget_gb": budget,
+                                        "use": est.total_gb / budget, "verdict": est.verdict})
     return rows
 
 
@@ -194,7 +195,8 @@ def plot_fit_grid(rows: list[dict], x: str = "hardware", y: str = "model", title
 
     if legend:
         ax.legend(handles=[Patch(color=c, label=lab) for c, lab in
-                           zip(["#8fd19e", "#ffd166", "#ef7b7b", "#dddddd"], [FITS, TIGHT, NO_FIT, TOO_LONG])],
+                           zip(["#8fd19e", "#ffd166", "#ef7b7b", "#dddddd"], [FITS, TIGHT, NO_FIT, TOO_LONG],
+                               strict=True)],
                   loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     ax.set_title(title or f"GB needed, by {y} and {x}")
     return ax
@@ -213,22 +215,10 @@ class RSSMeasurement:
 
 def measure_peak_rss(model: str = "smollm2-135m-instruct", n_ctx: int = 2048, timeout: float = 180) -> RSSMeasurement:
     """Load `model` in llama-cpp-python in a fresh Python process and measure its peak RSS (Linux: VmHWM)."""
-    import json
-    import subprocess
-    import sys
+    from slmlab.process import run_worker
 
-    cmd = [sys.executable, "-m", "slmlab.measure.rss_probe", str(model), str(int(n_ctx))]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise SlmLabError(f"Measuring {model} took longer than {timeout:.0f} s.",
-                          "Try a smaller model or context, or raise timeout=.") from None
-    last = done.stdout.strip().splitlines()[-1:] or ["{}"]
-    data = json.loads(last[0]) if last[0].startswith("{") else {}
-    if "error" in data:  # an SlmLabError in the child: the same message here
-        raise SlmLabError(data["error"], data["hint"])
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-6:])
-        raise SlmLabError(f"Loading {model} (n_ctx={n_ctx}) in a fresh process failed:\n{tail}",
-                          "Check the model reference with slmlab.models.resolver.resolve(model) first.")
+    data = run_worker("slmlab.measure.rss_probe", [model, "--n-ctx", int(n_ctx)], timeout=timeout,
+                      what=f"Loading {model} (n_ctx={n_ctx}) in a fresh process",
+                      hint="Check the model reference with slmlab.models.resolver.resolve(model) first; for a slow "
+                           "load, try a smaller model or context, or raise timeout=.")
     return RSSMeasurement(data["model"], data["n_ctx"], data["file_bytes"], data["baseline_bytes"], data["peak_bytes"])

@@ -63,7 +63,7 @@ class GGUFInfo:
 
     def metadata_rows(self, skip_prefixes: tuple[str, ...] = (), width: int = 70) -> list[dict[str, object]]:
         """One row per metadata key (key, type, value shortened to `width` characters), for a table."""
-        rows = []
+        rows: list[dict[str, object]] = []
         for key, value in self.metadata.items():
             if key.startswith(skip_prefixes):
                 continue
@@ -114,7 +114,8 @@ def check_gguf_file(path: str | Path) -> Path:
     if not path.is_file():
         raise SlmLabError(
             f"Model file not found: {path}",
-            "Check the path, or resolve a bundled model by name: slmlab.models.resolver.resolve('smollm2-135m-instruct').",
+            "Check the path, or resolve a bundled model by name: "
+            "slmlab.models.resolver.resolve('smollm2-135m-instruct').",
         )
     with path.open("rb") as handle:
         magic = handle.read(4)
@@ -143,8 +144,9 @@ def _inspect(path: Path, size: int, mtime: float) -> GGUFInfo:
     from gguf import GGUFReader, LlamaFileType
     try:
         reader = GGUFReader(path)
-    except Exception as exc:  # the gguf reader raises ValueError/IndexError/... on damaged headers
-        raise _bad_file(path, f"it is truncated or damaged ({size} bytes; the gguf reader says {type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # noqa: BLE001  (the gguf reader raises ValueError/IndexError/... on damaged headers)
+        raise _bad_file(path, f"it is truncated or damaged ({size} bytes; the gguf reader says "
+                              f"{type(exc).__name__}: {exc})") from None
     end_of_data = max((t.data_offset + t.n_bytes for t in reader.tensors), default=0)
     if end_of_data > size:
         raise _bad_file(path, f"it is truncated: tensors need {end_of_data} bytes but the file has {size}")
@@ -152,7 +154,7 @@ def _inspect(path: Path, size: int, mtime: float) -> GGUFInfo:
     arch = str(_field(reader, "general.architecture", "unknown"))
     ftype_value = _field(reader, "general.file_type")
     try:
-        file_type = LlamaFileType(int(ftype_value)).name.removeprefix("MOSTLY_") if ftype_value is not None else "unknown"
+        file_type = "unknown" if ftype_value is None else LlamaFileType(int(ftype_value)).name.removeprefix("MOSTLY_")
     except ValueError:
         file_type = f"unknown ({ftype_value})"
     tokens = reader.fields.get("tokenizer.ggml.tokens")
@@ -167,7 +169,8 @@ def _inspect(path: Path, size: int, mtime: float) -> GGUFInfo:
         block_count=int(_field(reader, f"{arch}.block_count", 0)),
         embedding_length=int(_field(reader, f"{arch}.embedding_length", 0)),
         head_count=int(_field(reader, f"{arch}.attention.head_count", 0)),
-        head_count_kv=int(_field(reader, f"{arch}.attention.head_count_kv", 0) or _field(reader, f"{arch}.attention.head_count", 0)),
+        head_count_kv=int(_field(reader, f"{arch}.attention.head_count_kv", 0)
+                          or _field(reader, f"{arch}.attention.head_count", 0)),
         vocab_size=vocab,
         chat_template=_field(reader, "tokenizer.chat_template"),
         tensor_count=len(reader.tensors),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import platform
 import shutil
@@ -11,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
 
 GB = 1024**3
 
@@ -64,10 +63,8 @@ def get_preset(key: str) -> Hardware:
         return detect()
     if key in PRESETS:
         return PRESETS[key]
-    close = difflib.get_close_matches(key, list(PRESETS), n=3, cutoff=0.4)
-    hint = f"Did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     raise SlmLabError(f"Unknown hardware preset '{key}'.",
-                      f"{hint}Presets: {', '.join(PRESETS)}, or 'this-machine'.")
+                      f"{did_you_mean(key, PRESETS, cutoff=0.4)}Presets: {', '.join(PRESETS)}, or 'this-machine'.")
 
 
 def physical_cores() -> int:

@@ -10,7 +10,6 @@ A reference is one of
 from __future__ import annotations
 
 import base64
-import difflib
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -24,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
 from slmlab.models.gguf import GGUFInfo, check_gguf_file, inspect_gguf
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -82,7 +81,8 @@ class ResolvedModel:
     def inspect(self) -> GGUFInfo:
         """GGUF metadata of this model (GGUF models only)."""
         if self.format != "gguf":
-            raise SlmLabError(f"{self.name} is a {self.format} model, not a GGUF file.", "Inspect a GGUF model instead.")
+            raise SlmLabError(f"{self.name} is a {self.format} model, not a GGUF file.",
+                              "Inspect a GGUF model instead.")
         return inspect_gguf(self.path)
 
 
@@ -216,8 +216,10 @@ def _hub_error(exc: Exception, repo_id: str, wanted: str) -> SlmLabError:
             + f"or use a bundled offline model such as '{DEFAULT_MODEL}'.",
         )
     if isinstance(exc, errors.EntryNotFoundError):
-        return SlmLabError(f"{repo_id} has no file {wanted}.", "List its files with slmlab.models.resolver.list_hub_files(repo_id).")
-    return SlmLabError(f"Downloading {repo_id} ({wanted}) failed: {exc}", "Try again; downloads resume where they stopped.")
+        return SlmLabError(f"{repo_id} has no file {wanted}.",
+                           "List its files with slmlab.models.resolver.list_hub_files(repo_id).")
+    return SlmLabError(f"Downloading {repo_id} ({wanted}) failed: {exc}",
+                       "Try again; downloads resume where they stopped.")
 
 
 def hub_offline() -> bool:
@@ -262,7 +264,7 @@ def hub_reachable(timeout: float = 3.0, endpoint: str | None = None) -> bool:
         try:  # the standard library's client: no dependency beyond huggingface_hub's own
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 answers.append(response.status < 400)
-        except Exception:  # HTTPError (a proxy's 403 is not the hub), URLError, timeouts
+        except Exception:  # noqa: BLE001  (HTTPError: a proxy's 403 is not the hub; URLError, timeouts)
             answers.append(False)
 
     thread = threading.Thread(target=probe, daemon=True)  # name resolution ignores httpx's timeout
@@ -287,7 +289,7 @@ def _ask_hub(fetch: Callable[[], Any], repo_id: str) -> Any:
     """`fetch()`'s answer from the hub, or None on a network error (the caller falls back to the cache)."""
     try:
         return fetch()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (sorted here: a network error, or a hub error said plainly)
         if not _is_network_error(exc):
             raise _hub_error(exc, repo_id, "file list") from None
         return None
@@ -296,10 +298,11 @@ def _ask_hub(fetch: Callable[[], Any], repo_id: str) -> Any:
 def _cached_repos(repo_id: str, cache_dir: str | Path | None) -> list[Any]:
     """The local hub cache's entries for `repo_id` (none when there is no cache folder yet)."""
     from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
 
     try:
         info = scan_cache_dir(cache_dir)
-    except Exception:  # no cache folder yet
+    except (CacheNotFound, OSError, ValueError):  # no cache folder yet (or a file where it would be)
         return []
     return [repo for repo in info.repos if repo.repo_id == repo_id]
 
@@ -386,7 +389,7 @@ def resolve_hub(repo_id: str, *, filename: str | None = None, tag: str | None = 
     try:
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, cache_dir=cache_dir,
                                         tqdm_class=progress_class()))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (hub, network and disk errors, each said plainly by _hub_error)
         raise _hub_error(exc, repo_id, filename or tag or "snapshot") from None
     if filename:
         path = folder / filename
@@ -471,10 +474,9 @@ def _unknown(ref: str) -> ResolvedModel:
         hub = spec.gguf_hub_id or spec.hub_id
         raise SlmLabError(f"'{ref}' is in the catalog but has no offline package.",
                           f"Download it from the hub when online: slmlab.models.resolver.resolve('{hub}:Q4_K_M').")
-    close = difflib.get_close_matches(ref.lower(), known_names(), n=3, cutoff=0.5)
-    suggestion = f"Did you mean {', '.join(repr(c) for c in close)}? " if close else ""
     raise SlmLabError(f"Unknown model '{ref}'.",
-                      f"{suggestion}Bundled models: {', '.join(BUNDLED)}; hub models as 'org/repo:Q4_K_M'; "
+                      f"{did_you_mean(ref, known_names())}Bundled models: {', '.join(BUNDLED)}; "
+                      "hub models as 'org/repo:Q4_K_M'; "
                       "or a path to a .gguf file. `slmlab models` lists the catalog.")
 
 

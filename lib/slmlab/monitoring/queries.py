@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from slmlab.errors import SlmLabError
 from slmlab.monitoring.alerts import error_ratio_expr, share, ttft_p95_expr
+from slmlab.serve import scrape
 
 SERVERS = ("gateway", "ollama", "vllm")
 SIGNALS = ("p95_ttft_s", "tokens_per_s", "queue_depth", "error_rate")
@@ -54,29 +55,9 @@ def histogram_quantile(q: float, buckets: dict[float, float]) -> float:
     The quantile's rank is located in the first bucket whose count reaches it, and interpolated linearly
     between that bucket's lower and upper bound (the lowest bucket starts at 0); a rank in the +Inf bucket
     gives the highest finite bound. This is why a p95 from a histogram is only as precise as its buckets.
+    (The one implementation is slmlab.serve.scrape.histogram_quantile.)
     """
-    import math
-
-    if not 0 <= q <= 1:
-        raise SlmLabError(f"q={q!r} is not a quantile.", "Use a number between 0 and 1, e.g. 0.95.")
-    bounds = sorted(buckets)
-    if not bounds or bounds[-1] != math.inf:
-        raise SlmLabError("The buckets lack the +Inf bucket.", "Pass every `le` bucket, including le='+Inf'.")
-    total = buckets[math.inf]
-    if total <= 0:
-        return math.nan
-    rank = q * total
-    lower, below = 0.0, 0.0
-    for bound in bounds:
-        count = buckets[bound]
-        if count >= rank:
-            if bound == math.inf:
-                return bounds[-2] if len(bounds) > 1 else math.nan
-            if bound == bounds[0] and bound <= 0:
-                return bound
-            return lower + (bound - lower) * (rank - below) / (count - below) if count > below else bound
-        lower, below = bound, count
-    return math.nan
+    return scrape.histogram_quantile(q, buckets)
 
 
 def buckets_of(frame: object) -> dict[float, float]:

@@ -12,11 +12,11 @@ Grafana panel over the same metric shows.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from slmlab.errors import SlmLabError
+from slmlab.errors import SlmLabError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -49,16 +49,15 @@ class Samples:
         return [s for s in self.samples
                 if s.name == name and all(s.labels.get(k) == str(v) for k, v in labels.items())]
 
-    def value(self, name: str, default: float | None = None, **labels: str) -> float:
+    def value(self, name: str, *, default: float | None = None, **labels: str) -> float:
         """The sum of the samples called `name` with these labels (e.g. a counter over all its status codes)."""
         found = self.select(name, **labels)
         if not found:
             if default is not None:
                 return default
-            close = [n for n in self.names() if n.startswith(name.rsplit("_", 1)[0])][:5]
             raise SlmLabError(f"No sample {name}{labels or ''} in this scrape.",
-                              f"Similar names: {', '.join(close)}." if close else
-                              "Check the name (counters end in _total, histograms in _bucket/_sum/_count).")
+                              f"{did_you_mean(name, self.names(), n=5)}Check the name (counters end in _total, "
+                              "histograms in _bucket/_sum/_count).")
         return float(sum(s.value for s in found))
 
     def buckets(self, histogram: str, **labels: str) -> list[tuple[float, float]]:
@@ -104,36 +103,65 @@ def fetch(url: Any, path: str = "/metrics", timeout: float = 10, headers: Mappin
     return parse(answer.text)
 
 
-def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float:
-    """The `q`-quantile (0..1) estimated from cumulative buckets, by linear interpolation as PromQL does.
+def histogram_quantile(q: float, buckets: Mapping[Any, float] | Iterable[tuple[Any, float]]) -> float:
+    """The `q`-quantile (0..1) of a histogram from its cumulative buckets, computed as PromQL's histogram_quantile.
 
-    NaN when the histogram is empty; the highest finite bound when the quantile lies in the +Inf bucket.
+    `buckets` are (upper bound ``le``, cumulative count) pairs, or a mapping ``{le: count}``; bounds may be the
+    ``le`` strings ("0.5", "+Inf"). As in Prometheus: buckets with the same bound are added up, counts made
+    monotonic; the rank ``q * total`` is found in the first bucket whose count reaches it and interpolated
+    linearly between that bucket's lower bound (0 for the lowest bucket, unless its bound is <= 0: then that
+    bound) and its upper bound; a rank in the +Inf bucket gives the highest finite bound. NaN when there are no
+    observations or no finite bucket (and for q = 0 when the lowest bucket is empty). Where PromQL answers a
+    malformed call with a number (q outside 0..1: -Inf or +Inf; no +Inf bucket: NaN), this raises a SlmLabError.
     """
-    if not 0 <= q <= 1:
+    if not (isinstance(q, int | float) and 0 <= q <= 1):
         raise SlmLabError(f"Quantile {q!r} is outside 0..1.", "E.g. 0.5 for the median, 0.95 for p95.")
-    pairs = sorted(buckets)
-    if not pairs or not math.isinf(pairs[-1][0]):
-        raise SlmLabError("A histogram's buckets must end with the +Inf bucket.", "Use Samples.buckets(name).")
+    pairs = _cumulative_buckets(buckets)
+    if not pairs or not math.isinf(pairs[-1][0]) or pairs[-1][0] < 0:
+        raise SlmLabError("A histogram's buckets must end with the +Inf bucket.",
+                          "Pass every `le` bucket, including le='+Inf' (Samples.buckets(name) gives them all).")
     total = pairs[-1][1]
-    if total <= 0:
+    if len(pairs) < 2 or total <= 0:
         return math.nan
     rank = q * total
-    lower_bound, lower_count = 0.0, 0.0
-    for bound, count in pairs:
-        if count >= rank:
-            if math.isinf(bound):
-                return pairs[-2][0] if len(pairs) > 1 else math.nan
-            if count == lower_count:
-                return bound
-            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
-        lower_bound, lower_count = bound, count
-    return pairs[-2][0]
+    b = next(i for i, (_, count) in enumerate(pairs) if count >= rank or i == len(pairs) - 1)
+    if b == len(pairs) - 1:
+        return pairs[-2][0]
+    if b == 0 and pairs[0][0] <= 0:
+        return pairs[0][0]
+    start, below = pairs[b - 1] if b > 0 else (0.0, 0.0)
+    end, count = pairs[b]
+    if count == below:  # q = 0 and the lowest bucket empty: 0/0, NaN in PromQL too
+        return math.nan
+    return start + (end - start) * (rank - below) / (count - below)
+
+
+def _cumulative_buckets(buckets: Mapping[Any, float] | Iterable[tuple[Any, float]]) -> list[tuple[float, float]]:
+    """Sorted (bound, count) pairs as PromQL prepares them: equal bounds added up, counts never decreasing
+    (a count within 1e-12 of the one before taken as equal to it, then the running maximum)."""
+    items = buckets.items() if isinstance(buckets, Mapping) else buckets
+    merged: dict[float, float] = {}
+    try:
+        for bound, count in items:
+            merged[float(bound)] = merged.get(float(bound), 0.0) + float(count)
+    except (TypeError, ValueError) as exc:
+        raise SlmLabError(f"These are not histogram buckets: {exc}.",
+                          "Pass (le, cumulative count) pairs or a {le: count} mapping.") from None
+    pairs, previous, highest = [], None, -math.inf
+    for bound, count in sorted(merged.items()):
+        if previous is not None and count not in (previous, 0) and abs(count - previous) / count <= 1e-12:
+            count = previous  # a float rounding step, not a real decrease or increase
+        else:
+            previous = count
+        highest = max(highest, count)
+        pairs.append((bound, highest))
+    return pairs
 
 
 def histogram_mean(samples: Samples, histogram: str, **labels: str) -> float:
     """A histogram's exact mean: its _sum over its _count (NaN when it has no observation)."""
-    count = samples.value(f"{histogram}_count", **labels)
-    return samples.value(f"{histogram}_sum", **labels) / count if count else math.nan
+    count = samples.value(f"{histogram}_count", default=None, **labels)
+    return samples.value(f"{histogram}_sum", default=None, **labels) / count if count else math.nan
 
 
 def generation_tok_s(samples: Samples, model: str, route: str = "/v1/chat/completions") -> float:

@@ -1,8 +1,8 @@
 """vLLM's OpenAI-compatible server on the CPU, started with the Python of vLLM's own virtualenv, on 127.0.0.1.
 
-vLLM has no GGUF loader, so a GGUF model is first converted to a Hugging Face folder (``slmlab.convert.gguf_to_onnx.gguf_to_hf``,
-cached). It is served in float32 (bf16 gives garbage for SmolLM2 on this CPU) and with ``--enforce-eager``
-(no graph compilation: ready in 30–55 s instead of minutes)::
+vLLM has no GGUF loader, so a GGUF model is first converted to a Hugging Face folder
+(``slmlab.convert.gguf_to_onnx.gguf_to_hf``, cached). It is served in float32 (bf16 gives garbage for SmolLM2 on
+this CPU) and with ``--enforce-eager`` (no graph compilation: ready in 30–55 s instead of minutes)::
 
     with vllm_server("smollm2-135m-instruct") as server:     # ~3.8 GB of RAM while it runs
         OpenAIBackend(server.url).chat("Say hello.")
@@ -92,17 +92,12 @@ class VllmServer(ServerProcess):
         super().__init__(cmd, ready_url="/health", **kwargs)
         self.served_model_name = served_model_name
 
-    def start(self) -> VllmServer:
-        """Start vLLM, wait for /health, then for /v1/models to list the model; stop it on any failure."""
-        if self.running:
-            return self
-        super().start()
-        try:
-            self._wait_for_model()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def _wait_ready(self, begin: float) -> None:
+        """Wait for /health (as every ServerProcess does), then for /v1/models to list the model.
+
+        ServerProcess.start() stops the server when this raises (and counts its time in `startup_s`)."""
+        super()._wait_ready(begin)
+        self._wait_for_model()
 
     def _wait_for_model(self) -> None:
         import httpx
@@ -138,8 +133,9 @@ def vllm_server(model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL, port: 
 
     `model` is a GGUF (converted to a Hugging Face folder once, cached) or such a folder; it is listed under
     `served_model_name` (default: its slmlab name); `kv_cache_gb` GiB of RAM are reserved for the KV cache
-    (vLLM's paged cache: it bounds how many tokens all running requests hold together). `extra_args` go to vLLM's command line
-    (e.g. ["--max-num-seqs", "8"]); `env` adds environment variables (e.g. {"VLLM_CPU_KVCACHE_SPACE": "1"});
+    (vLLM's paged cache: it bounds how many tokens all running requests hold together). `extra_args` go to vLLM's
+    command line (e.g. ["--max-num-seqs", "8"]); `env` adds environment variables
+    (e.g. {"VLLM_CPU_KVCACHE_SPACE": "1"});
     `venv` is vLLM's virtualenv (default: slmlab.setup.vllm_env.venv_dir()).
     """
     from slmlab.setup.vllm_env import vllm_python

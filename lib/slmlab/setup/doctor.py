@@ -130,7 +130,8 @@ def check_disk() -> Check:
 
     free = shutil.disk_usage(cache_dir()).free / 1e9
     ok = free >= MIN_FREE_DISK_GB
-    return Check("disk", ok, f"{free:.1f} GB free in {cache_dir()}", "" if ok else "Free disk space or set SLMLAB_CACHE.")
+    return Check("disk", ok, f"{free:.1f} GB free in {cache_dir()}",
+                 "" if ok else "Free disk space or set SLMLAB_CACHE.")
 
 
 def ollama_url() -> str:
@@ -156,7 +157,8 @@ def check_hub() -> Check:
     """Where Hugging Face downloads go, and whether the hub is switched off."""
     from huggingface_hub import constants
 
-    mode = "offline (HF_HUB_OFFLINE=1): bundled and cached models only" if constants.HF_HUB_OFFLINE else "online allowed"
+    offline = "offline (HF_HUB_OFFLINE=1): bundled and cached models only"
+    mode = offline if constants.HF_HUB_OFFLINE else "online allowed"
     return Check("Hugging Face hub", True, f"{mode}; cache {constants.HF_HUB_CACHE}", required=False)
 
 
