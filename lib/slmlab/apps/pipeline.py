@@ -109,7 +109,8 @@ def read_prompts(path: str | os.PathLike) -> Iterator[PromptRow | BadRow]:
         if isinstance(row, PromptRow):
             if row.id in seen:
                 row = BadRow(line, row.id, f"duplicate id '{row.id}': ids must be unique for resuming to work")
-            seen.add(row.id)
+            else:
+                seen.add(row.id)
         yield row
 
 

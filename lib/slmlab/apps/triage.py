@@ -19,7 +19,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,7 +28,7 @@ from slmlab.errors import SlmLabError
 
 URGENCIES: tuple[str, ...] = ("low", "high")
 CATEGORIES: tuple[str, ...] = ("billing", "technical", "account", "shipping")
-FALLBACK_CATEGORY = "other"  # what the app answers when it cannot tell: a human triages the ticket
+FALLBACK_CATEGORY: Final = "other"  # what the app answers when it cannot tell: a human triages the ticket
 VERSIONS = ("v1", "v2")
 MAX_TICKET_CHARS = 1000  # longer tickets are cut: the category shows in the first lines
 DEFAULT_MAX_TOKENS = 24  # the JSON answer takes about 16 tokens
@@ -121,7 +121,7 @@ def ticket_from_fields(fields: Mapping[str, Any]) -> Ticket:
     """A Ticket from parsed fields: labels normalised; an unknown urgency is "low", an unknown category "other"."""
     urgency = normalise_label(fields.get("urgency"), URGENCIES, URGENCY_ALIASES) or "low"
     category = normalise_label(fields.get("category"), CATEGORIES + (FALLBACK_CATEGORY,), CATEGORY_ALIASES)
-    return Ticket(urgency=urgency, category=category or FALLBACK_CATEGORY)
+    return Ticket.model_validate({"urgency": urgency, "category": category or FALLBACK_CATEGORY})
 
 
 def parse_reply(text: str) -> Ticket:
