@@ -60,8 +60,8 @@ class SetupProblem(SlmLabError):
         return [f"\x1b[31mSetupProblem\x1b[0m: {self}"]
 
 
-SETUP_HINT = ("The cells above did not produce it: look there for a failed request or server, an empty "
-              "measurement or an error, fix that and run them again; your answer may well be right.")
+SETUP_HINT = ("The cells above did not produce it: look there for failed requests, a server that did not answer, "
+              "or an empty measurement; fix that and run them again. Your own answer may well be right.")
 
 
 def _missing(value: Any) -> str:
@@ -79,7 +79,7 @@ def _require_reference(value: Any, what: str, role: str = "the value to compare 
     """Raise SetupProblem when `value` is NaN, None or empty."""
     why = _missing(value)
     if why:
-        raise SetupProblem(f"This check cannot judge {what}: {role} is {why}, so nothing was measured to "
+        raise SetupProblem(f"This check cannot judge {what}: {role} is {why}, so there is nothing to "
                            f"compare with.", SETUP_HINT)
 
 
