@@ -169,8 +169,9 @@ def test_traffic_that_succeeded_passes_and_counts(capsys):
 
 def test_some_failures_fail_unless_a_share_is_allowed(capsys):
     result = load_result([(True, ""), (True, ""), (False, "timed out after 30 s"), (True, "")])
-    assert "3 of 4 requests succeeded: the first error was timed out after 30 s" in setup_problem(
-        checks.traffic_succeeded, result)
+    message = setup_problem(checks.traffic_succeeded, result)
+    assert "3 of 4 requests succeeded: the first error was timed out after 30 s" in message
+    assert "too busy" in message and "timeout=" in message  # a timeout gets its own advice
     assert checks.traffic_succeeded(result, at_least=0.75) == 3
     assert "0 of 1" in setup_problem(checks.traffic_succeeded, [False], at_least=0.1)  # never none at all
     with pytest.raises(SlmLabError, match="at_least=0"):

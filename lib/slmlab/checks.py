@@ -203,9 +203,12 @@ def contains(container: Any, item: Any, what: str = "the value", hint: str = "")
 # ---------------------------------------------------------------------------------------------- traffic
 
 TRAFFIC_HINT = ("Whatever is measured from these requests would be NaN or wrong. Read the error: a 4xx usually means "
-                "the wrong model or request (ask the server which models it serves: GET /v1/models), a 5xx, a "
-                "timeout or a refused connection a server that failed (read its log, e.g. server.log_tail()). Fix "
-                "that and run the load test again.")
+                "the wrong model or request (ask the server which models it serves: GET /v1/models), a 5xx or a "
+                "refused connection a server that failed (read its log, e.g. server.log_tail()). Fix that and run "
+                "the load test again.")
+TIMEOUT_HINT = ("The server did not answer in time: it may have hung (read its log, e.g. server.log_tail()), or the "
+                "machine is too busy (other programs using the CPU: see `uptime`). Run the load test again when it is "
+                "quieter, or give it a larger timeout=.")
 
 
 def _frame_outcomes(frame: Any) -> list[tuple[bool, str]]:
@@ -269,7 +272,8 @@ def traffic_succeeded(result: Any, *, at_least: float = 1.0, what: str = "reques
     succeeded = sum(ok for ok, _ in outcomes)
     if succeeded == 0 or succeeded < at_least * len(outcomes):
         first = next(error for ok, error in outcomes if not ok)
+        timed_out = "timed out" in first.lower() or "timeout" in first.lower()
         raise SetupProblem(f"{succeeded} of {len(outcomes)} {what} succeeded: the first error was {first}",
-                           TRAFFIC_HINT)
+                           TIMEOUT_HINT if timed_out else TRAFFIC_HINT)
     _passed(f"{succeeded} of {len(outcomes)} {what} succeeded")
     return succeeded
