@@ -137,6 +137,14 @@ def test_a_bad_cases_file_names_the_line(tmp_path: Path):
 
 
 @pytest.mark.fast
+def test_a_cases_file_saved_with_a_bom_and_crlf_reads_the_same(tmp_path: Path):
+    plain = quality.CASES_FILE.read_bytes().replace(b"\r\n", b"\n")
+    windows = tmp_path / "tickets.jsonl"
+    windows.write_bytes(b"\xef\xbb\xbf" + plain.replace(b"\n", b"\r\n"))
+    assert quality.load_cases(windows) == quality.load_cases()
+
+
+@pytest.mark.fast
 def test_percentile_and_budget():
     assert quality.percentile([1.0, 2.0, 3.0, 4.0, 100.0], 50) == 3.0
     assert quality.percentile([1.0, 2.0], 95) == pytest.approx(1.95)

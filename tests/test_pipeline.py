@@ -63,6 +63,37 @@ def test_unreadable_inputs_are_clear_errors(tmp_path):
         run_pipeline(DATA / "questions.csv", tmp_path / "out.jsonl", base_url="http://127.0.0.1:9", concurrency=0)
 
 
+def _as_notepad_writes_it(source: Path, target: Path) -> Path:
+    """`source` re-saved as Windows Notepad or Excel ("CSV UTF-8") does: a UTF-8 BOM first, CRLF line ends."""
+    target.write_bytes(b"\xef\xbb\xbf" + source.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    return target
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("name", ["questions.csv", "questions.jsonl"])
+def test_a_bom_and_crlf_read_like_the_plain_file(name, tmp_path):
+    windows = _as_notepad_writes_it(DATA / name, tmp_path / name)
+    assert windows.read_bytes().startswith(b"\xef\xbb\xbf") and b"\r\n" in windows.read_bytes()
+    assert list(read_prompts(windows)) == list(read_prompts(DATA / name))  # same ids, texts, lines, bad rows
+
+
+@pytest.mark.fast
+def test_a_bom_before_the_prompt_column_still_names_it(tmp_path):
+    # With a BOM left in, the first header would read '\ufeffprompt' and the file would have "no 'prompt' column".
+    path = tmp_path / "p.csv"
+    path.write_bytes(b'\xef\xbb\xbfprompt,id\r\n"Two\r\nlines",a\r\nHi,b\r\n')
+    rows = list(read_prompts(path))
+    assert [(r.id, r.messages[-1]["content"], r.line) for r in rows] == [("a", "Two\nlines", 3), ("b", "Hi", 4)]
+
+
+@pytest.mark.fast
+def test_a_prompt_file_that_is_not_utf8_is_a_clear_error(tmp_path):
+    for name, data, line in (("p.csv", b"prompt\ncaf\xe9\n", 2), ("p.jsonl", b'{"prompt": "caf\xe9"}\n', 1)):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SlmLabError, match=rf"prompt file .*{name} is not UTF-8 text \(line {line},"):
+            list(read_prompts(tmp_path / name))
+
+
 @pytest.mark.fast
 def test_a_torn_last_line_is_cut_before_appending(tmp_path):
     out = tmp_path / "answers.jsonl"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import io
 import json
 import os
 import random
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from slmlab.errors import SlmLabError
+from slmlab.textfiles import read_text
 
 API_KEY_ENV = "SLMLAB_API_KEY"  # the key for base_url's server (never a command-line argument)
 MAX_RETRY_WAIT_S = 30.0
@@ -107,31 +109,32 @@ def read_prompts(path: str | os.PathLike) -> Iterator[PromptRow | BadRow]:
         if isinstance(row, PromptRow):
             if row.id in seen:
                 row = BadRow(line, row.id, f"duplicate id '{row.id}': ids must be unique for resuming to work")
-            seen.add(row.id)
+            else:
+                seen.add(row.id)
         yield row
 
 
 def _csv_records(file: Path) -> Iterator[tuple[int, dict[str, Any] | BadRow]]:
-    with open(file, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or "prompt" not in reader.fieldnames:
-            raise SlmLabError(f"{file} has no 'prompt' column (its columns: {reader.fieldnames}).",
-                              "Name the column with the prompts 'prompt' (optional: id, system, max_tokens).")
-        for record in reader:
-            yield reader.line_num, record
+    """The CSV's rows as dicts, with their line numbers (a BOM skipped, CRLF read like LF, as Excel writes them)."""
+    reader = csv.DictReader(io.StringIO(read_text(file, "prompt file"), newline=""))
+    if not reader.fieldnames or "prompt" not in reader.fieldnames:
+        raise SlmLabError(f"{file} has no 'prompt' column (its columns: {reader.fieldnames}).",
+                          "Name the column with the prompts 'prompt' (optional: id, system, max_tokens).")
+    for record in reader:
+        yield reader.line_num, record
 
 
 def _jsonl_records(file: Path) -> Iterator[tuple[int, dict[str, Any] | BadRow]]:
-    with open(file, encoding="utf-8") as fh:
-        for line, text in enumerate(fh, 1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield line, BadRow(line, None, f"not valid JSON: {exc.msg} (at character {exc.pos})")
-                continue
-            yield line, record if isinstance(record, dict) else BadRow(line, None, "not a JSON object")
+    """The JSONL's objects with their line numbers (a BOM skipped, CRLF read like LF); a bad line is a BadRow."""
+    for line, text in enumerate(read_text(file, "prompt file").split("\n"), 1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield line, BadRow(line, None, f"not valid JSON: {exc.msg} (at character {exc.pos})")
+            continue
+        yield line, record if isinstance(record, dict) else BadRow(line, None, "not a JSON object")
 
 
 def _to_row(line: int, record: dict[str, Any]) -> PromptRow | BadRow:

@@ -139,7 +139,7 @@ def call_test(test: Any, *args: Any) -> str | None:
     try:
         with contextlib.redirect_stdout(printed):
             test(*args)
-    except Exception as err:  # any exception means the test failed, as in pytest
+    except Exception as err:  # noqa: BLE001 - any exception means the test failed, as in pytest
         first = (str(err).strip().splitlines() or [""])[0]
         example = printed.getvalue().strip()
         return f"{type(err).__name__}: {first}" + (f"\n{example}" if example else "")

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from slmlab.apps.triage import Ticket, TriageApp
 from slmlab.errors import SlmLabError
+from slmlab.textfiles import read_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,7 +45,7 @@ def load_cases(path: str | Path = CASES_FILE, limit: int | None = None) -> list[
     if not path.is_file():
         raise SlmLabError(f"No labelled tickets at {path}.", "Run from a checkout of the course, or pass path=.")
     cases = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text(path, "labelled tickets file").split("\n"), start=1):
         if not line.strip():
             continue
         try:

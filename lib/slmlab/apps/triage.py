@@ -10,37 +10,41 @@ are separate functions so they can be tested without a model:
 - :func:`normalise_label` — ``" Billing\\n"``, ``"ＢＩＬＬＩＮＧ"`` or ``"payment"`` → ``"billing"``.
 
 ``TriageApp(..., version="v2")`` swaps in :func:`slmlab.apps.triage_v2.parse_reply`, a "tidier" parser
-with a planted regression for the course's testing notebook to catch.
+with a planted regression for the course's testing notebook to catch. The Ticket and the label helpers live in
+:mod:`slmlab.apps.ticket`, shared by both versions (and importable from here).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import unicodedata
-from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
+from slmlab.apps import triage_v2
+from slmlab.apps.ticket import (
+    CATEGORIES,
+    CATEGORY_ALIASES,
+    FALLBACK,
+    FALLBACK_CATEGORY,
+    URGENCIES,
+    URGENCY_ALIASES,
+    Ticket,
+    normalise_label,
+    ticket_from_fields,
+)
 from slmlab.backends.base import Backend, Generation
 from slmlab.errors import SlmLabError
 
-URGENCIES: tuple[str, ...] = ("low", "high")
-CATEGORIES: tuple[str, ...] = ("billing", "technical", "account", "shipping")
-FALLBACK_CATEGORY = "other"  # what the app answers when it cannot tell: a human triages the ticket
+__all__ = [  # the labels and the Ticket live in slmlab.apps.ticket; notebooks import them from here too
+    "CATEGORIES", "CATEGORY_ALIASES", "EXAMPLES", "FALLBACK", "FALLBACK_CATEGORY", "SYSTEM_PROMPT", "URGENCIES",
+    "URGENCY_ALIASES", "VERSIONS", "Ticket", "TriageApp", "build_messages", "first_json_object", "loose_pairs",
+    "normalise_label", "parse_reply", "parser_for", "ticket_from_fields",
+]
+
 VERSIONS = ("v1", "v2")
 MAX_TICKET_CHARS = 1000  # longer tickets are cut: the category shows in the first lines
 DEFAULT_MAX_TOKENS = 24  # the JSON answer takes about 16 tokens
-
-# Words a small model writes instead of ours.
-URGENCY_ALIASES: dict[str, str] = {"urgent": "high", "critical": "high", "normal": "low", "medium": "low"}
-CATEGORY_ALIASES: dict[str, str] = {
-    "payment": "billing", "payments": "billing", "invoice": "billing", "refund": "billing",
-    "tech": "technical", "bug": "technical", "technical support": "technical",
-    "login": "account", "accounts": "account", "password": "account", "profile": "account",
-    "delivery": "shipping", "tracking": "shipping", "order": "shipping", "shipment": "shipping",
-}
 
 SYSTEM_PROMPT = ("You sort customer support tickets. Reply with one JSON object with the keys "
                  '"urgency" (low or high) and "category" (billing, technical, account or shipping).')
@@ -56,23 +60,6 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
 )
 
 
-class Ticket(BaseModel):
-    """The app's answer: how urgent a ticket is and which team gets it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    urgency: Literal["low", "high"]
-    category: Literal["billing", "technical", "account", "shipping", "other"]
-
-    @property
-    def needs_review(self) -> bool:
-        """True when the app could not tell the category and a human should look."""
-        return self.category == FALLBACK_CATEGORY
-
-
-FALLBACK = Ticket(urgency="low", category=FALLBACK_CATEGORY)
-
-
 def build_messages(text: str, examples: tuple[tuple[str, str], ...] = EXAMPLES) -> list[dict[str, str]]:
     """The chat for one ticket: system message, worked examples, then the ticket (trimmed, at most 1000 chars)."""
     if not isinstance(text, str) or not text.strip():
@@ -82,17 +69,6 @@ def build_messages(text: str, examples: tuple[tuple[str, str], ...] = EXAMPLES) 
         messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
     messages.append({"role": "user", "content": text.strip()[:MAX_TICKET_CHARS]})
     return messages
-
-
-def normalise_label(value: Any, allowed: tuple[str, ...], aliases: Mapping[str, str] | None = None) -> str | None:
-    """`value` as one of `allowed` (Unicode NFKC, trimmed, case-folded, aliases applied), or None."""
-    if not isinstance(value, str):
-        return None
-    key = unicodedata.normalize("NFKC", value).strip().strip(".!'\"`").strip().casefold()
-    key = " ".join(key.split())
-    if key in allowed:
-        return key
-    return (aliases or {}).get(key)
 
 
 _DECODER = json.JSONDecoder()
@@ -117,13 +93,6 @@ def loose_pairs(text: str) -> dict[str, str]:
     return {key: value for key, value in _LOOSE_PAIR.findall(text)}
 
 
-def ticket_from_fields(fields: Mapping[str, Any]) -> Ticket:
-    """A Ticket from parsed fields: labels normalised; an unknown urgency is "low", an unknown category "other"."""
-    urgency = normalise_label(fields.get("urgency"), URGENCIES, URGENCY_ALIASES) or "low"
-    category = normalise_label(fields.get("category"), CATEGORIES + (FALLBACK_CATEGORY,), CATEGORY_ALIASES)
-    return Ticket(urgency=urgency, category=category or FALLBACK_CATEGORY)
-
-
 def parse_reply(text: str) -> Ticket:
     """The model's reply as a Ticket: strict JSON first, then loose key/value pairs; never raises."""
     if not isinstance(text, str):
@@ -139,8 +108,6 @@ def parser_for(version: str) -> Callable[[str], Ticket]:
     if version == "v1":
         return parse_reply
     if version == "v2":
-        from slmlab.apps import triage_v2
-
         return triage_v2.parse_reply
     raise SlmLabError(f"Unknown triage app version {version!r}.", f"Use one of {', '.join(VERSIONS)}.")
 

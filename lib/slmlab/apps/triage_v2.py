@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from slmlab.apps.triage import FALLBACK, Ticket, ticket_from_fields
+from slmlab.apps.ticket import FALLBACK, Ticket, ticket_from_fields
 
 _PAIR = re.compile(r"""["'](\w+)["']\s*:\s*["']([^"'\n]*)["']\s*,""")
 
