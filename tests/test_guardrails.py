@@ -1,4 +1,4 @@
-"""slmlab.security.guardrails: the input pattern filter, the output secret filter, the leak yardstick and the test set."""
+"""slmlab.security.guardrails: the input pattern filter, the output secret filter, the leak yardstick, the test set."""
 
 from __future__ import annotations
 
