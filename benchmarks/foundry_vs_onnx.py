@@ -1,8 +1,8 @@
 """Foundry Local vs ONNX Runtime GenAI on the same folder: load time, TTFT and decode speed, one process.
 
 Both engines run the same ONNX Runtime GenAI int8 folder (slmlab.convert.gguf_to_onnx, cached) on the CPU,
-greedily, on the same prompt, alternating order every repeat after a warm-up. Foundry's chat session keeps one KV cache sized for
-the whole context (8192 tokens here); `--context-length` shrinks it (slmlab.foundry.local.context_view).
+greedily, on the same prompt, alternating order every repeat after a warm-up. Foundry's chat session keeps one KV
+cache sized for the whole context (8192 tokens here); `--context-length` shrinks it (slmlab.foundry.local.context_view).
 
     decode tok/s = (completion tokens - 1) / seconds from the first to the last token (Generation.decode_tok_s)
 
