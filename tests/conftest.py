@@ -1,4 +1,4 @@
-"""Shared paths and parameters for the course tests, and the glue that makes nbval items `slow`."""
+"""Shared paths and parameters for the course tests, and the budget tables printed after them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from slmlab.course.build import notebooks_in
 
-# Kernels started by nbval and papermill inherit this: pickers take their defaults, progress is text.
+# Kernels started by papermill and nbclient inherit this: pickers take their defaults, progress is text.
 os.environ.setdefault("SLMLAB_HEADLESS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,36 +17,42 @@ SOLUTIONS = REPO / "solutions"
 LABS = REPO / "labs"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY_SOLUTION = FIXTURES / "tiny" / "solutions" / "tiny.ipynb"
+CHECKED_OUTPUTS = FIXTURES / "outputs" / "checked-outputs.ipynb"
+# The regexes applied to saved and new outputs of `# NBVAL_CHECK_OUTPUT` cells before they are compared.
+SANITIZE_FILE = Path(__file__).resolve().parent / "nbval_sanitize.cfg"
 # What CI injects into every notebook (each notebook gets the ones its parameters cell declares).
 CI_PARAMETERS = {"fast": True, "max_tokens": 16}
 
-# Fixture notebooks are inputs of tests, not notebooks for nbval to run.
+# Fixture notebooks are inputs of tests, not notebooks for `pytest --nbval-lax` to run.
 collect_ignore_glob = ["fixtures/*"]
 
 
 # The solutions' papermill runs (CI parameters), for the budget table at the end of the session.
 NOTEBOOK_RUNS = pytest.StashKey[list]()
+# The labs' runs up to their last check: (lab, seconds, code cells run, code cells in all).
+LAB_RUNS = pytest.StashKey[list]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[NOTEBOOK_RUNS] = []
+    config.stash[LAB_RUNS] = []
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    """After the tests: each solution's seconds and peak RSS against the course budgets."""
+    """After the tests: each solution's seconds and peak RSS against the course budgets, and each lab's run."""
     runs = config.stash.get(NOTEBOOK_RUNS, [])
     if runs:
         from slmlab.course.budget import budget_report
 
         terminalreporter.write_sep("=", "course budgets (solutions, CI parameters)")
         terminalreporter.write_line(budget_report(sorted(runs, key=lambda r: str(r.notebook))))
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Notebook cells collected by nbval execute notebooks: mark them slow."""
-    for item in items:
-        if item.path.suffix == ".ipynb":
-            item.add_marker(pytest.mark.slow)
+    labs_run = sorted(config.stash.get(LAB_RUNS, []))
+    if labs_run:
+        terminalreporter.write_sep("=", "labs, untouched, run up to their last check (CI parameters)")
+        width = max(len(lab) for lab, *_ in labs_run)
+        for lab, seconds, ran, cells in labs_run:
+            terminalreporter.write_line(f"{lab:<{width}}  {seconds:7.1f} s  {ran:>3} of {cells} code cells")
+        terminalreporter.write_line(f"{'labs':<{width}}  {sum(s for _, s, *_ in labs_run):7.1f} s")
 
 
 def solutions() -> list[Path]:
