@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -29,8 +30,20 @@ collect_ignore_glob = ["fixtures/*"]
 
 # The solutions' papermill runs (CI parameters), for the budget table at the end of the session.
 NOTEBOOK_RUNS = pytest.StashKey[list]()
-# The labs' runs up to their last check: (lab, seconds, code cells run, code cells in all).
-LAB_RUNS = pytest.StashKey[list]()
+
+
+class LabSummary(NamedTuple):
+    """One untouched lab's run up to its last check, for the table at the end of the session."""
+
+    lab: str
+    seconds: float
+    cells_run: int
+    code_cells: int
+    slowest_cell: int  # 1-based, markdown cells counted
+    slowest_seconds: float
+
+
+LAB_RUNS = pytest.StashKey[list[LabSummary]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,10 +62,12 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     labs_run = sorted(config.stash.get(LAB_RUNS, []))
     if labs_run:
         terminalreporter.write_sep("=", "labs, untouched, run up to their last check (CI parameters)")
-        width = max(len(lab) for lab, *_ in labs_run)
-        for lab, seconds, ran, cells in labs_run:
-            terminalreporter.write_line(f"{lab:<{width}}  {seconds:7.1f} s  {ran:>3} of {cells} code cells")
-        terminalreporter.write_line(f"{'labs':<{width}}  {sum(s for _, s, *_ in labs_run):7.1f} s")
+        width = max(len(run.lab) for run in labs_run)
+        for run in labs_run:
+            terminalreporter.write_line(f"{run.lab:<{width}}  {run.seconds:7.1f} s  {run.cells_run:>3} of "
+                                        f"{run.code_cells:>2} code cells run, slowest: cell {run.slowest_cell} "
+                                        f"({run.slowest_seconds:.1f} s)")
+        terminalreporter.write_line(f"{'labs':<{width}}  {sum(run.seconds for run in labs_run):7.1f} s")
 
 
 def solutions() -> list[Path]:

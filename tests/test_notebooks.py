@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from conftest import (
     SANITIZE_FILE,
     SOLUTIONS,
     TINY_SOLUTION,
+    LabSummary,
     labs,
     solutions,
 )
@@ -108,17 +110,32 @@ def test_solution_runs_with_papermill_and_passes_every_check(solution: Path, tmp
             assert WIDGET_MIME not in output.get("data", {}), "a headless run saved widget JSON"
 
 
-def passing_checks(lab: nbformat.NotebookNode, parameters: dict) -> tuple[list[str], str, int]:
+@dataclass
+class LabRun:
+    """An untouched lab's run: the checks that passed anyway, the run status, each code cell's seconds."""
+
+    passed: list[str]
+    status: str
+    seconds: dict[int, float]  # cell index -> seconds, for the cells that ran
+
+
+def passing_checks(lab: nbformat.NotebookNode, parameters: dict) -> LabRun:
     """Run a lab as a learner would hand it in untouched, up to its last check cell (what comes after cannot
-    change a check's outcome); the checks that pass, the run status, and how many code cells ran."""
+    change a check's outcome)."""
     nb = prepare_submission(lab, lab, parameters)
     names = check_cells(nb)
     assert names, "the lab has no check cell"
-    last_check = max(names.values())
+    seconds: dict[int, float] = {}
+    clock = [time.perf_counter()]
+
+    def timed(index: int, error: str | None) -> None:
+        seconds[index], clock[0] = time.perf_counter() - clock[0], time.perf_counter()
+
     with tempfile.TemporaryDirectory() as tmp:
-        outcome = execute_tolerantly(nb, cwd=tmp, cell_timeout=300, timeout=600, stop_after=last_check)
+        outcome = execute_tolerantly(nb, cwd=tmp, cell_timeout=300, timeout=600, on_cell=timed,
+                                     stop_after=max(names.values()))
     assert all(index in outcome.executed for index in names.values()), f"a check did not run: {outcome.reason}"
-    return [name for name, index in names.items() if index not in outcome.errors], outcome.status, len(outcome.executed)
+    return LabRun([name for name, index in names.items() if index not in outcome.errors], outcome.status, seconds)
 
 
 @pytest.mark.slow
@@ -127,11 +144,13 @@ def passing_checks(lab: nbformat.NotebookNode, parameters: dict) -> tuple[list[s
 def test_untouched_lab_fails_every_check(lab: Path, request):
     nb = nbformat.read(lab, as_version=4)
     started = time.perf_counter()
-    passed, status, ran = passing_checks(nb, ci_parameters(lab))
+    run = passing_checks(nb, ci_parameters(lab))
     code_cells = sum(c.cell_type == "code" for c in nb.cells)
-    request.config.stash[LAB_RUNS].append((notebook_key(lab), time.perf_counter() - started, ran, code_cells))
-    assert not passed, f"{lab.name}: these checks pass without any work, so they check nothing: {passed}"
-    assert status == "error"  # the exercises raise NotImplementedError, nothing worse
+    slowest = max(run.seconds, key=run.seconds.__getitem__)
+    request.config.stash[LAB_RUNS].append(LabSummary(notebook_key(lab), time.perf_counter() - started,
+                                                     len(run.seconds), code_cells, slowest + 1, run.seconds[slowest]))
+    assert not run.passed, f"{lab.name}: these checks pass without any work, so they check nothing: {run.passed}"
+    assert run.status == "error"  # the exercises raise NotImplementedError, nothing worse
 
 
 @pytest.mark.slow
@@ -140,9 +159,9 @@ def test_a_vacuous_check_is_caught_and_cells_after_the_last_check_do_not_run():
     lab = build_lab(nbformat.read(TINY_SOLUTION, as_version=4))
     lab.cells.append(new_code_cell("# CHECK: vacuous\nprint('fine')", metadata={"tags": ["check"]}))
     lab.cells.append(new_code_cell("raise SystemExit('cells after the last check must not run')"))
-    passed, status, ran = passing_checks(lab, {})
-    assert passed == ["vacuous"] and status == "error"
-    assert ran == sum(c.cell_type == "code" for c in lab.cells) - 1
+    run = passing_checks(lab, {})
+    assert run.passed == ["vacuous"] and run.status == "error"
+    assert len(run.seconds) == sum(c.cell_type == "code" for c in lab.cells) - 1
 
 
 # ----------------------------------------------------------------------------- checked outputs
