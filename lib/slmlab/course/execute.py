@@ -5,7 +5,8 @@
   tree (polled with psutil from a thread). A run stops at the first error, as papermill does.
 * :func:`execute_tolerantly` (grading, "every lab fails its checks"): nbclient cell by cell with errors
   allowed, so every check cell runs and is recorded even after a failed exercise; a cell that times
-  out is interrupted and the run goes on; an overall timeout bounds the notebook.
+  out is interrupted and the run goes on; an overall timeout bounds the notebook; ``stop_after`` ends the run
+  at a given cell (the "every lab fails" test stops at the last check: later cells cannot change a check).
 
 Both start kernels with ``SLMLAB_HEADLESS=1``: pickers take their defaults, progress bars print text.
 """
