@@ -31,6 +31,7 @@ import nbformat
 from slmlab.errors import SlmLabError
 
 INJECTED_TAG = "injected-parameters"  # the cell papermill adds after the parameters cell
+PAPERMILL_TAGS = (INJECTED_TAG, "papermill-error-cell-tag")  # cells papermill adds (and the error banners)
 # What nbval leaves out of a comparison (IPyNbFile.skip_compare without --nbdime): ids, counts, images.
 SKIPPED_KEYS = ("metadata", "traceback", "prompt_number", "output_type", "name", "execution_count",
                 "application/vnd.jupyter.widget-view+json", "image/png", "image/jpeg")
@@ -135,8 +136,8 @@ def difference(saved: Sequence[Any], new: Sequence[Any], patterns: Patterns) -> 
 
 
 def _executed_cells(source: Any, executed: Any, executed_path: Path) -> list[Any]:
-    """The executed copy's cells aligned with the source's (papermill's injected cell dropped)."""
-    cells = [c for c in executed.cells if INJECTED_TAG not in c.get("metadata", {}).get("tags", [])]
+    """The executed copy's cells aligned with the source's (the cells papermill added dropped)."""
+    cells = [c for c in executed.cells if not set(PAPERMILL_TAGS) & set(c.get("metadata", {}).get("tags", []))]
     if len(cells) != len(source.cells) or any(a.source != b.source for a, b in zip(source.cells, cells, strict=True)):
         raise SlmLabError(f"{executed_path} is not an executed copy of this notebook: its cells differ.",
                           "Compare a notebook with the copy papermill (slmlab run) wrote for it.")
