@@ -1,15 +1,16 @@
-"""Shared paths and parameters for the course tests, and the glue that makes nbval items `slow`."""
+"""Shared paths and parameters for the course tests, and the budget tables printed after them."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from slmlab.course.build import notebooks_in
 
-# Kernels started by nbval and papermill inherit this: pickers take their defaults, progress is text.
+# Kernels started by papermill and nbclient inherit this: pickers take their defaults, progress is text.
 os.environ.setdefault("SLMLAB_HEADLESS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,10 +18,13 @@ SOLUTIONS = REPO / "solutions"
 LABS = REPO / "labs"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 TINY_SOLUTION = FIXTURES / "tiny" / "solutions" / "tiny.ipynb"
+CHECKED_OUTPUTS = FIXTURES / "outputs" / "checked-outputs.ipynb"
+# The regexes applied to saved and new outputs of `# NBVAL_CHECK_OUTPUT` cells before they are compared.
+SANITIZE_FILE = Path(__file__).resolve().parent / "nbval_sanitize.cfg"
 # What CI injects into every notebook (each notebook gets the ones its parameters cell declares).
 CI_PARAMETERS = {"fast": True, "max_tokens": 16}
 
-# Fixture notebooks are inputs of tests, not notebooks for nbval to run.
+# Fixture notebooks are inputs of tests, not notebooks for `pytest --nbval-lax` to run.
 collect_ignore_glob = ["fixtures/*"]
 
 
@@ -28,25 +32,42 @@ collect_ignore_glob = ["fixtures/*"]
 NOTEBOOK_RUNS = pytest.StashKey[list]()
 
 
+class LabSummary(NamedTuple):
+    """One untouched lab's run up to its last check, for the table at the end of the session."""
+
+    lab: str
+    seconds: float
+    cells_run: int
+    code_cells: int
+    slowest_cell: int  # 1-based, markdown cells counted
+    slowest_seconds: float
+
+
+LAB_RUNS = pytest.StashKey[list[LabSummary]]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[NOTEBOOK_RUNS] = []
+    config.stash[LAB_RUNS] = []
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    """After the tests: each solution's seconds and peak RSS against the course budgets."""
+    """After the tests: each solution's seconds and peak RSS against the course budgets, and each lab's run."""
     runs = config.stash.get(NOTEBOOK_RUNS, [])
     if runs:
         from slmlab.course.budget import budget_report
 
         terminalreporter.write_sep("=", "course budgets (solutions, CI parameters)")
         terminalreporter.write_line(budget_report(sorted(runs, key=lambda r: str(r.notebook))))
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Notebook cells collected by nbval execute notebooks: mark them slow."""
-    for item in items:
-        if item.path.suffix == ".ipynb":
-            item.add_marker(pytest.mark.slow)
+    labs_run = sorted(config.stash.get(LAB_RUNS, []))
+    if labs_run:
+        terminalreporter.write_sep("=", "labs, untouched, run up to their last check (CI parameters)")
+        width = max(len(run.lab) for run in labs_run)
+        for run in labs_run:
+            terminalreporter.write_line(f"{run.lab:<{width}}  {run.seconds:7.1f} s  {run.cells_run:>3} of "
+                                        f"{run.code_cells:>2} code cells run, slowest: cell {run.slowest_cell} "
+                                        f"({run.slowest_seconds:.1f} s)")
+        terminalreporter.write_line(f"{'labs':<{width}}  {sum(run.seconds for run in labs_run):7.1f} s")
 
 
 def solutions() -> list[Path]:

@@ -1,22 +1,40 @@
-"""Every solution runs headlessly with CI parameters and passes its checks; every lab fails all of its checks.
+"""Every solution runs once, headlessly, with CI parameters: it passes its checks and its checked outputs
+(`# NBVAL_CHECK_OUTPUT` cells) match the saved ones; every lab, untouched, fails all of its checks.
 
-Together these prove no check is vacuous. Also: `slmlab run` itself (parameters, timeouts, summary).
+Together these prove no check is vacuous. Also: `slmlab run` itself (parameters, timeouts, summary), and the
+comparison of checked outputs (slmlab.course.outputs) on a fixture notebook.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from conftest import CI_PARAMETERS, LABS, NOTEBOOK_RUNS, TINY_SOLUTION, labs, solutions
+from conftest import (
+    CHECKED_OUTPUTS,
+    CI_PARAMETERS,
+    LAB_RUNS,
+    LABS,
+    NOTEBOOK_RUNS,
+    SANITIZE_FILE,
+    SOLUTIONS,
+    TINY_SOLUTION,
+    LabSummary,
+    labs,
+    solutions,
+)
 from slmlab.cli.course import register
 from slmlab.course import check_cells
 from slmlab.course.build import build_lab
@@ -30,9 +48,38 @@ from slmlab.course.execute import (
     summary_table,
 )
 from slmlab.course.grade import prepare_submission
+from slmlab.course.outputs import (
+    INJECTED_TAG,
+    checked_cell_ids,
+    is_checked,
+    output_differences,
+    read_sanitizers,
+)
 from slmlab.errors import SlmLabError
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+# Checked cells whose saved output (a run with the notebook's defaults) cannot match a run with CI parameters,
+# by notebook and cell id, with the parameter and why. They still run in CI, and their checks still count;
+# `pytest --nbval-lax` on the notebook (its defaults) still compares them.
+PARAMETER_DEPENDENT_OUTPUTS: dict[str, dict[str, str]] = {
+    "01-foundations/04-onnx-and-olive": {
+        "c12": "fast=True builds the fp32 and int4 variants only: no int8 line",
+    },
+    "02-local/01-ollama": {
+        "ollama-08": "max_tokens=16 is the answer's num_predict: the saved 48-token answer stops a sentence early",
+        "ollama-17": "max_tokens=16 is num_predict of the same options: a shorter answer",
+    },
+    "02-local/02-ollama-modelfiles": {
+        "modelfiles-08": "max_tokens=16 is num_predict of `greedy`: '16 tokens' and shorter answers",
+    },
+    "02-local/03-foundry-local": {
+        "ebb9660d": "max_tokens=16 is the answer budget: '40 in, 16 out' where the saved run printed 48",
+    },
+    "02-local/06-testing-slm-apps": {
+        "ef30ceb1": "fast=True labels 8 tickets, not 20: another accuracy on fewer tickets",
+    },
+}
 
 
 def ci_parameters(path: Path) -> dict:
@@ -51,9 +98,17 @@ def cli(*argv: str) -> int:
 # ----------------------------------------------------------------------------- the course notebooks
 
 
+def notebook_key(path: Path) -> str:
+    """solutions/02-local/01-ollama.ipynb -> 02-local/01-ollama (labs alike)."""
+    folder = SOLUTIONS if path.is_relative_to(SOLUTIONS) else LABS
+    return path.relative_to(folder).with_suffix("").as_posix()
+
+
 @pytest.mark.slow
+@pytest.mark.notebooks
 @pytest.mark.parametrize("solution", solutions(), ids=lambda p: p.stem)
 def test_solution_runs_with_papermill_and_passes_every_check(solution: Path, tmp_path: Path, request):
+    """The one run of a solution in CI: its checks pass and its checked outputs are the saved ones."""
     [result] = run_notebooks([solution], ci_parameters(solution), output_dir=tmp_path, cell_timeout=300,
                              progress_bar=False)
     request.config.stash[NOTEBOOK_RUNS].append(result)
@@ -68,31 +123,159 @@ def test_solution_runs_with_papermill_and_passes_every_check(solution: Path, tmp
     for cell in executed.cells:
         for output in cell.get("outputs", []):
             assert WIDGET_MIME not in output.get("data", {}), "a headless run saved widget JSON"
+    skip = PARAMETER_DEPENDENT_OUTPUTS.get(notebook_key(solution), {})
+    differences = output_differences(solution, result.output, sanitize_file=SANITIZE_FILE, skip=list(skip))
+    assert not differences, "\n\n".join(map(str, differences))
 
 
-def passing_checks(lab: nbformat.NotebookNode, parameters: dict) -> tuple[list[str], str]:
-    """Run a lab as a learner would hand it in untouched; the checks that pass, and the run status."""
+@dataclass
+class LabRun:
+    """An untouched lab's run: the checks that passed anyway, the run status, each code cell's seconds."""
+
+    passed: list[str]
+    status: str
+    seconds: dict[int, float]  # cell index -> seconds, for the cells that ran
+
+
+def passing_checks(lab: nbformat.NotebookNode, parameters: dict) -> LabRun:
+    """Run a lab as a learner would hand it in untouched, up to its last check cell (what comes after cannot
+    change a check's outcome)."""
     nb = prepare_submission(lab, lab, parameters)
     names = check_cells(nb)
     assert names, "the lab has no check cell"
+    seconds: dict[int, float] = {}
+    clock = [time.perf_counter()]
+
+    def timed(index: int, error: str | None) -> None:
+        seconds[index], clock[0] = time.perf_counter() - clock[0], time.perf_counter()
+
     with tempfile.TemporaryDirectory() as tmp:
-        outcome = execute_tolerantly(nb, cwd=tmp, cell_timeout=300, timeout=600)
-    return [name for name, index in names.items() if index not in outcome.errors], outcome.status
+        outcome = execute_tolerantly(nb, cwd=tmp, cell_timeout=300, timeout=600, on_cell=timed,
+                                     stop_after=max(names.values()))
+    assert all(index in outcome.executed for index in names.values()), f"a check did not run: {outcome.reason}"
+    return LabRun([name for name, index in names.items() if index not in outcome.errors], outcome.status, seconds)
 
 
 @pytest.mark.slow
+@pytest.mark.notebooks
 @pytest.mark.parametrize("lab", labs(), ids=lambda p: p.stem)
-def test_untouched_lab_fails_every_check(lab: Path):
-    passed, status = passing_checks(nbformat.read(lab, as_version=4), ci_parameters(lab))
-    assert not passed, f"{lab.name}: these checks pass without any work, so they check nothing: {passed}"
-    assert status == "error"  # the exercises raise NotImplementedError, nothing worse
+def test_untouched_lab_fails_every_check(lab: Path, request):
+    nb = nbformat.read(lab, as_version=4)
+    started = time.perf_counter()
+    run = passing_checks(nb, ci_parameters(lab))
+    code_cells = sum(c.cell_type == "code" for c in nb.cells)
+    slowest = max(run.seconds, key=run.seconds.__getitem__)
+    request.config.stash[LAB_RUNS].append(LabSummary(notebook_key(lab), time.perf_counter() - started,
+                                                     len(run.seconds), code_cells, slowest + 1, run.seconds[slowest]))
+    assert not run.passed, f"{lab.name}: these checks pass without any work, so they check nothing: {run.passed}"
+    assert run.status == "error"  # the exercises raise NotImplementedError, nothing worse
 
 
 @pytest.mark.slow
-def test_a_vacuous_check_is_caught():
+@pytest.mark.notebooks
+def test_a_vacuous_check_is_caught_and_cells_after_the_last_check_do_not_run():
     lab = build_lab(nbformat.read(TINY_SOLUTION, as_version=4))
     lab.cells.append(new_code_cell("# CHECK: vacuous\nprint('fine')", metadata={"tags": ["check"]}))
-    assert passing_checks(lab, {})[0] == ["vacuous"]
+    lab.cells.append(new_code_cell("raise SystemExit('cells after the last check must not run')"))
+    run = passing_checks(lab, {})
+    assert run.passed == ["vacuous"] and run.status == "error"
+    assert len(run.seconds) == sum(c.cell_type == "code" for c in lab.cells) - 1
+
+
+# ----------------------------------------------------------------------------- checked outputs
+
+
+def executed_copy(nb: nbformat.NotebookNode, outputs: dict[str, list], injected: str = "n = 3") -> Any:
+    """What papermill writes for ``nb``: an injected-parameters cell after the parameters cell, new outputs."""
+    executed = copy.deepcopy(nb)
+    executed.cells.insert(2, new_code_cell(injected, metadata={"tags": [INJECTED_TAG]}))
+    for cell in executed.cells:
+        if cell.get("id") in outputs:
+            cell.outputs = [nbformat.from_dict(o) for o in outputs[cell.id]]
+    return executed
+
+
+def stdout(text: str) -> dict:
+    return {"output_type": "stream", "name": "stdout", "text": text}
+
+
+FRESH_OUTPUTS = {  # another machine, another folder, another speed: equal to the saved ones after sanitizing
+    "square": [stdout("3 squared is 9\n"), stdout("took 1.5 ms in /tmp/pytest-of-ci/run0/outputs\n"),
+               stdout("<object object at 0x55d0c0ffee00>\n")],
+    "result": [{"output_type": "execute_result", "execution_count": 7, "metadata": {},
+                "data": {"text/plain": "['a', 'b']"}}],
+    "unchecked": [stdout("0.123456\n")],
+}
+
+
+@pytest.mark.fast
+def test_checked_outputs_equal_after_sanitizing_pass(tmp_path: Path):
+    saved = nbformat.read(CHECKED_OUTPUTS, as_version=4)
+    nbformat.write(executed_copy(saved, FRESH_OUTPUTS), tmp_path / "executed.ipynb")
+    assert checked_cell_ids(CHECKED_OUTPUTS) == ["square", "result"]
+    assert output_differences(CHECKED_OUTPUTS, tmp_path / "executed.ipynb", sanitize_file=SANITIZE_FILE) == []
+    # without the sanitize regexes, the timing, the folder and the address differ
+    [raw] = output_differences(CHECKED_OUTPUTS, tmp_path / "executed.ipynb")
+    assert raw.cell == 3 and "-took 0.012 ms in /home/learner/slm-course/solutions" in raw.diff
+
+
+@pytest.mark.fast
+def test_a_checked_output_that_differs_names_the_notebook_the_cell_and_the_difference(tmp_path: Path):
+    saved = nbformat.read(CHECKED_OUTPUTS, as_version=4)
+    fresh = {**FRESH_OUTPUTS, "square": [stdout("3 squared is 10\ntook 2 ms in /srv/ci/run\n<object object at 0x1>\n")],
+             "result": [{"output_type": "execute_result", "execution_count": 3, "metadata": {},
+                         "data": {"text/plain": "['a', 'b']", "text/html": "<ul><li>a</li><li>b</li></ul>"}}]}
+    nbformat.write(executed_copy(saved, fresh), tmp_path / "executed.ipynb")
+    square, result = output_differences(CHECKED_OUTPUTS, tmp_path / "executed.ipynb", sanitize_file=SANITIZE_FILE)
+    message = str(square)
+    assert "checked-outputs.ipynb, cell 3 (import time)" in message
+    assert "-3 squared is 9\n+3 squared is 10" in message and "took TIME in PATH" in message
+    assert result.cell == 4 and "+[text/html]" in result.diff  # a new kind of output is a difference too
+    assert output_differences(CHECKED_OUTPUTS, tmp_path / "executed.ipynb", sanitize_file=SANITIZE_FILE,
+                              skip=["square", "result"]) == []
+
+
+@pytest.mark.fast
+def test_which_cells_nbval_lax_compares():
+    def cell(source: str, count: int | None = 1, tags: tuple = ()) -> nbformat.NotebookNode:
+        return new_code_cell(source, execution_count=count, metadata={"tags": list(tags)})
+
+    assert is_checked(cell("# NBVAL_CHECK_OUTPUT\nprint(1)"))
+    assert is_checked(cell("print(1)", tags=("nbval-check-output",)))
+    assert not is_checked(cell("print(1)"))  # lax: unmarked cells only have to run
+    assert not is_checked(cell("# NBVAL_CHECK_OUTPUT\nprint(1)", count=None))  # the saved cell never ran
+    assert not is_checked(cell("# NBVAL_CHECK_OUTPUT\n# NBVAL_SKIP\nprint(1)"))
+    assert not is_checked(cell("# NBVAL_IGNORE_OUTPUT\nprint(1)", tags=("nbval-check-output",)))  # comments win
+
+
+@pytest.mark.fast
+def test_comparing_with_the_wrong_copy_or_a_missing_sanitize_file_says_what_to_do(tmp_path: Path):
+    nbformat.write(nbformat.read(TINY_SOLUTION, as_version=4), tmp_path / "tiny.ipynb")
+    with pytest.raises(SlmLabError, match="is not an executed copy of this notebook"):
+        output_differences(CHECKED_OUTPUTS, tmp_path / "tiny.ipynb")
+    with pytest.raises(SlmLabError, match="Cannot read the sanitize file"):
+        read_sanitizers(tmp_path / "nope.cfg")
+    (tmp_path / "bad.cfg").write_text("[broken]\nregex: (unclosed\nreplace: X\n")
+    with pytest.raises(SlmLabError, match="does not compile"):
+        read_sanitizers(tmp_path / "bad.cfg")
+
+
+@pytest.mark.fast
+def test_parameter_dependent_outputs_name_checked_cells_of_real_solutions():
+    for key, cells in PARAMETER_DEPENDENT_OUTPUTS.items():
+        checked = checked_cell_ids(SOLUTIONS / f"{key}.ipynb")
+        for cell_id, why in cells.items():
+            assert cell_id in checked, f"{key}: cell {cell_id} is not a checked cell (any more?)"
+            assert any(f"{name}=" in why for name in CI_PARAMETERS), f"{key}, {cell_id}: name the CI parameter"
+
+
+@pytest.mark.slow
+def test_a_real_run_matches_the_saved_outputs_unless_a_parameter_changes_them(tmp_path: Path):
+    same = run_notebook(CHECKED_OUTPUTS, tmp_path / "same.ipynb", progress_bar=False)
+    assert same.ok and output_differences(CHECKED_OUTPUTS, same.output, sanitize_file=SANITIZE_FILE) == []
+    other = run_notebook(CHECKED_OUTPUTS, tmp_path / "other.ipynb", {"n": 4}, progress_bar=False)
+    [difference] = output_differences(CHECKED_OUTPUTS, other.output, sanitize_file=SANITIZE_FILE)
+    assert "-3 squared is 9\n+4 squared is 16" in difference.diff
 
 
 # ----------------------------------------------------------------------------- slmlab run
@@ -108,7 +291,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     nbformat.write(build_lab(solution), paths["lab"])
     sleepy = new_notebook(cells=[new_code_cell("seconds = 30", metadata={"tags": ["parameters"]}),
                                  new_code_cell("import time\ntime.sleep(seconds)")],
-                          metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+                          metadata={"kernelspec": KERNELSPEC})
     nbformat.write(sleepy, paths["sleepy"])
     return paths
 

@@ -15,7 +15,8 @@ def cmd_build_labs(args: argparse.Namespace) -> int:
         for problem in solution_problems(path):
             print(f"warning: {problem}")
     for orphan in report.orphans:
-        print(f"{orphan}: no solution {Path(args.solutions) / orphan.relative_to(args.labs)}; delete the lab or add its solution")
+        solution = Path(args.solutions) / orphan.relative_to(args.labs)
+        print(f"{orphan}: no solution {solution}; delete the lab or add its solution")
     if args.check:
         for path in report.changed:
             print(f"{path}: out of date (run: slmlab build-labs)")

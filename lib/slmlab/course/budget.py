@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from slmlab.course.execute import RunResult
 
@@ -55,7 +56,7 @@ def budget_rows(results: Sequence[RunResult], part_seconds: Mapping[str, float] 
     return rows
 
 
-def budget_report(results: Sequence[RunResult], **budgets: float) -> str:
+def budget_report(results: Sequence[RunResult], **budgets: Any) -> str:
     """budget_rows() as an aligned text table, with ✓ / ✗ per row."""
     rows = budget_rows(results, **budgets)
     width = max(len(r["what"]) for r in rows)

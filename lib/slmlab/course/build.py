@@ -156,7 +156,8 @@ def build_labs(solutions: Path | str = "solutions", labs: Path | str = "labs", *
     """Write ``labs/P/X.ipynb`` for every ``solutions/P/X.ipynb``; with ``check``, only report what differs."""
     solutions, labs = Path(solutions), Path(labs)
     if not solutions.is_dir():
-        raise SlmLabError(f"Solutions folder not found: {solutions}", "Run from the repository root or pass --solutions.")
+        raise SlmLabError(f"Solutions folder not found: {solutions}",
+                          "Run from the repository root or pass --solutions.")
     report = BuildReport()
     sources = notebooks_in(solutions)
     for solution in sources:

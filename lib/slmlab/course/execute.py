@@ -5,7 +5,8 @@
   tree (polled with psutil from a thread). A run stops at the first error, as papermill does.
 * :func:`execute_tolerantly` (grading, "every lab fails its checks"): nbclient cell by cell with errors
   allowed, so every check cell runs and is recorded even after a failed exercise; a cell that times
-  out is interrupted and the run goes on; an overall timeout bounds the notebook.
+  out is interrupted and the run goes on; an overall timeout bounds the notebook; ``stop_after`` ends the run
+  at a given cell (the "every lab fails" test stops at the last check: later cells cannot change a check).
 
 Both start kernels with ``SLMLAB_HEADLESS=1``: pickers take their defaults, progress bars print text.
 """
@@ -51,7 +52,8 @@ def parse_parameters(items: Sequence[str] | None) -> dict[str, Any]:
     for item in items or []:
         name, sep, value = item.partition("=")
         if not sep or not name.strip().isidentifier():
-            raise SlmLabError(f"Cannot read the parameter {item!r}.", "Write it as -p name=value, e.g. -p max_tokens=16.")
+            raise SlmLabError(f"Cannot read the parameter {item!r}.",
+                              "Write it as -p name=value, e.g. -p max_tokens=16.")
         parameters[name.strip()] = parse_value(value.strip())
     return parameters
 
@@ -208,7 +210,7 @@ def run_notebook(
                 execution_timeout=cell_timeout,
                 kernel_name="python3",
             )
-        except Exception as exc:  # a failed notebook is a result, not a crash of the runner
+        except Exception as exc:  # noqa: BLE001 - a failed notebook is a result, not a crash of the runner
             status, error = _describe_failure(exc, cell_timeout)
     return RunResult(path, output, status, time.perf_counter() - started, rss.peak_bytes, error)
 
@@ -228,7 +230,7 @@ def run_notebooks(
     outputs = output_paths(notebooks, Path(output_dir))
     return [
         run_notebook(nb, out, parameters, cell_timeout=cell_timeout, progress_bar=progress_bar)
-        for nb, out in zip(notebooks, outputs)
+        for nb, out in zip(notebooks, outputs, strict=True)
     ]
 
 
@@ -327,8 +329,12 @@ def execute_tolerantly(
     timeout: float | None = None,
     env: Mapping[str, str] | None = None,
     on_cell: Callable[[int, str | None], None] | None = None,
+    stop_after: int | None = None,
 ) -> Execution:
-    """Run every code cell in place, going on after errors and interrupted cells, within an overall timeout."""
+    """Run every code cell in place, going on after errors and interrupted cells, within an overall timeout.
+
+    With ``stop_after`` (a cell index), the cells after it are left as they are, unexecuted.
+    """
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
@@ -346,7 +352,7 @@ def execute_tolerantly(
     kernel_env.setdefault(HEADLESS_ENV, "1")
     try:
         with client.setup_kernel(env=kernel_env, cwd=str(cwd)):
-            for index, cell in enumerate(nb.cells):
+            for index, cell in enumerate(nb.cells[: None if stop_after is None else stop_after + 1]):
                 if cell.cell_type != "code":
                     continue
                 remaining = deadline - time.monotonic()

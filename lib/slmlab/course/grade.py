@@ -157,7 +157,8 @@ class LearnerGrade:
 def find_submissions(folder: Path, lab: str) -> dict[str, Path]:
     """Map learner name to notebook: ``folder/<learner>/<lab>.ipynb`` or ``folder/<learner>.ipynb``."""
     if not folder.is_dir():
-        raise SlmLabError(f"Submissions folder not found: {folder}", "Pass the folder holding one notebook per learner.")
+        raise SlmLabError(f"Submissions folder not found: {folder}",
+                          "Pass the folder holding one notebook per learner.")
     found: dict[str, Path] = {}
     for entry in sorted(folder.iterdir()):
         if entry.is_dir() and (entry / f"{lab}.ipynb").is_file():
@@ -236,7 +237,7 @@ def grade_submission(
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
         nb = prepare_submission(nb, reference, parameters)
-    except Exception as exc:  # broken JSON, not a notebook, wrong schema
+    except Exception as exc:  # noqa: BLE001 - broken JSON, not a notebook, wrong schema: a malformed submission
         reason = f"the notebook could not be read: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return LearnerGrade(learner, [CheckResult(n, False, reason) for n in names], "malformed", reason)
 
