@@ -99,7 +99,8 @@ def served_vs_inprocess(model: str, repeats: int, max_tokens: int, threads: int 
         print("   The reset backend's greedy answer differs from the server's for some prompt: the server (and the\n"
               "   cache-keeping in-process run) evaluates only what a prompt does not share with the previous\n"
               "   request, down to its last token alone; a batch of 1 rounds differently from the whole prompt's\n"
-              "   batch, and on a near-tie the greedy token flips. tests/test_backends.py reproduces it in-process.")
+              "   batch, and on a near-tie the greedy token flips. tests/integration/test_backends.py reproduces it\n"
+              "   in-process.")
     overall = statistics.median(ratios)
     print(f"   latency ratio served / in-process (median over prompts): {overall:.3f} (goal <= 1.10) "
           f"{'OK' if overall <= 1.10 else 'ABOVE GOAL'}")

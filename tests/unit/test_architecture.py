@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.fast
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "lib" / "slmlab"
 MAX_FUNCTION_LINES = 80
 

@@ -11,7 +11,7 @@ import pytest
 from slmlab.errors import SlmLabError
 from slmlab.security.secrets_scan import entropy, looks_random, redact, report, scan_notebook, scan_paths, scan_text
 
-REPO_FOLDERS = tuple(Path(__file__).resolve().parents[1] / f for f in ("solutions", "labs"))
+REPO_FOLDERS = tuple(Path(__file__).resolve().parents[3] / f for f in ("solutions", "labs"))
 
 
 def _key() -> str:

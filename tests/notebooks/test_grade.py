@@ -64,9 +64,11 @@ def test_grading_a_class_of_00_setup_check(tmp_path: Path):
     subs.mkdir()
     nbformat.write(completed(lab, solution), subs / "correct.ipynb")
     # Keeps the whole reply dict instead of its text: the hello check must say so.
-    wrong = "reply = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)\nanswer = reply"
+    wrong = ("reply = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0)\n"
+             "answer = reply")
     nbformat.write(completed(lab, solution, {"create_chat_completion": wrong}), subs / "wrong.ipynb")
-    nbformat.write(completed(lab, solution, {"create_chat_completion": "while True:\n    pass"}), subs / "hanging.ipynb")
+    hanging = completed(lab, solution, {"create_chat_completion": "while True:\n    pass"})
+    nbformat.write(hanging, subs / "hanging.ipynb")
     text = nbformat.writes(completed(lab, solution))
     (subs / "malformed.ipynb").write_text(text[: len(text) // 2])
 
@@ -191,7 +193,8 @@ def test_unknown_lab_lists_the_labs(tmp_path: Path):
 def test_malformed_notebooks_score_zero_without_a_kernel(tiny_lab, tmp_path: Path):
     labs_dir, _, _ = tiny_lab
     (tmp_path / "json.ipynb").write_text('{"cells": [')
-    (tmp_path / "schema.ipynb").write_text('{"cells": "not a list", "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    bad_schema = '{"cells": "not a list", "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    (tmp_path / "schema.ipynb").write_text(bad_schema)
     (tmp_path / "empty.ipynb").write_text("")
     book = grade_folder(tmp_path, "tiny", labs_dir=labs_dir, out=tmp_path / "out", echo=None)
     assert book["status"].tolist() == ["malformed"] * 3 and book["total"].tolist() == [0, 0, 0]

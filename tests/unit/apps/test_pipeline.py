@@ -21,7 +21,7 @@ from slmlab.apps.pipeline import BadRow, JsonlAppender, PromptRow, completed_ids
 from slmlab.errors import SlmLabError
 from slmlab.serve.gateway.server import app_server
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "prompts"
+DATA = Path(__file__).resolve().parents[3] / "data" / "prompts"
 CSV_GOOD = ["q01", "q02", "q03", "q04", "q05", "q06", "q08", "q09", "q10", "q11", "q13", "q14"]
 JSONL_GOOD = ["j01", "j02", "j03", "j04", "j06", "j07", "j08"]
 

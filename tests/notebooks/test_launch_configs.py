@@ -16,7 +16,7 @@ from _pytest.mark.expression import Expression
 from packaging.requirements import Requirement
 
 pytestmark = pytest.mark.fast
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 NO_AMX = '-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'
 CI_PHASES = ["venv+torch", "pip install", "system packages", "ONNX models", "vLLM venv", "fast tests",
