@@ -4,6 +4,7 @@
 ``resolver``; the other rooms are submodules: ``catalog``, ``gguf``, ``footprint``, ``hardware``, ``hub_standin``.
 """
 
+from slmlab.models.gguf import GGUFInfo, check_gguf_file, inspect_gguf
 from slmlab.models.resolver import (
     BUNDLED,
     DEFAULT_MODEL,
@@ -27,6 +28,28 @@ from slmlab.models.resolver import (
     verify_sha256,
 )
 
-__all__ = ["DEFAULT_MODEL", "BundledModel", "BUNDLED", "ResolvedModel", "cache_dir", "sha256_file", "verify_sha256",
-           "hub_offline", "set_hub_offline", "hub_offline_mode", "hub_reachable", "list_hub_files", "hub_files",
-           "quant_matches", "pick_gguf_file", "resolve_hub", "verify_hub_file", "known_names", "resolve", "load_llama"]
+__all__ = [
+    "GGUFInfo",
+    "check_gguf_file",
+    "inspect_gguf",
+    "DEFAULT_MODEL",
+    "BundledModel",
+    "BUNDLED",
+    "ResolvedModel",
+    "cache_dir",
+    "sha256_file",
+    "verify_sha256",
+    "hub_offline",
+    "set_hub_offline",
+    "hub_offline_mode",
+    "hub_reachable",
+    "list_hub_files",
+    "hub_files",
+    "quant_matches",
+    "pick_gguf_file",
+    "resolve_hub",
+    "verify_hub_file",
+    "known_names",
+    "resolve",
+    "load_llama",
+]
