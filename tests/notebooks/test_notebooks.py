@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -45,6 +47,7 @@ from slmlab.course.execute import (
     parse_parameters,
     run_notebook,
     run_notebooks,
+    stop_processes,
     summary_table,
 )
 from slmlab.course.grade import prepare_submission
@@ -180,6 +183,39 @@ def test_a_vacuous_check_is_caught_and_cells_after_the_last_check_do_not_run():
     run = passing_checks(lab, {})
     assert run.passed == ["vacuous"] and run.status == "error"
     assert len(run.seconds) == sum(c.cell_type == "code" for c in lab.cells) - 1
+
+
+def running(pid: int) -> bool:
+    """True while a process runs (a zombie waiting for init to reap it does not count)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.slow
+def test_a_tolerant_run_stops_the_servers_the_notebook_left_running(tmp_path: Path):
+    # a server in a session of its own, as slmlab.process starts them, whose stop cell never runs
+    start = ("import subprocess, sys\n"
+             "sleeper = [sys.executable, '-c', 'import time; time.sleep(120)']\n"
+             "server = subprocess.Popen(sleeper, start_new_session=True)\n"
+             "print(server.pid)")
+    nb = new_notebook(cells=[new_code_cell(start), new_code_cell("# CHECK: last\nprint('ok')"),
+                             new_code_cell("server.terminate()")], metadata={"kernelspec": KERNELSPEC})
+    outcome = execute_tolerantly(nb, cwd=tmp_path, cell_timeout=60, stop_after=1)
+    assert outcome.status == "ok" and outcome.executed == {0, 1}
+    assert not running(int(nb.cells[0].outputs[0]["text"]))
+
+
+@pytest.mark.fast
+def test_stop_processes_kills_what_ignores_sigterm():
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); "
+            "time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    started, target = time.monotonic(), psutil.Process(proc.pid)
+    stop_processes([target], grace=0.5)
+    assert target.returncode == -signal.SIGKILL and time.monotonic() - started < 5  # SIGTERM, 0.5 s, SIGKILL
 
 
 # ----------------------------------------------------------------------------- checked outputs

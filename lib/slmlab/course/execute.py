@@ -17,10 +17,11 @@ import ast
 import json
 import os
 import queue
+import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -333,7 +334,9 @@ def execute_tolerantly(
 ) -> Execution:
     """Run every code cell in place, going on after errors and interrupted cells, within an overall timeout.
 
-    With ``stop_after`` (a cell index), the cells after it are left as they are, unexecuted.
+    With ``stop_after`` (a cell index), the cells after it are left as they are, unexecuted. The processes the
+    notebook started and left running (servers in a session of their own, whose stop cell did not run or failed)
+    are stopped when the kernel is, so nothing outlives the run.
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
@@ -350,6 +353,7 @@ def execute_tolerantly(
     )
     kernel_env = dict(os.environ if env is None else env)
     kernel_env.setdefault(HEADLESS_ENV, "1")
+    before, spawned = descendants(), set()
     try:
         with client.setup_kernel(env=kernel_env, cwd=str(cwd)):
             for index, cell in enumerate(nb.cells[: None if stop_after is None else stop_after + 1]):
@@ -365,6 +369,7 @@ def execute_tolerantly(
                     outcome.errors[index] = error
                     if check_name(cell) is None:
                         outcome.flag("error", f"cell {index + 1}: {error}")
+                spawned |= descendants() - before  # while the kernel lives, what it started are its children
                 if on_cell:
                     on_cell(index, error)
                 if stop:
@@ -373,4 +378,26 @@ def execute_tolerantly(
         outcome.flag("crashed", "the kernel died")
     except RuntimeError as exc:  # e.g. the kernel did not start
         outcome.flag("crashed", f"the kernel failed: {exc}")
+    finally:
+        stop_processes(spawned)
     return outcome
+
+
+def descendants() -> set[psutil.Process]:
+    """Every process this one started, directly or not, that is running now."""
+    try:
+        return set(psutil.Process().children(recursive=True))
+    except psutil.Error:
+        return set()
+
+
+def stop_processes(procs: Iterable[psutil.Process], grace: float = 5) -> None:
+    """Stop the processes still running: SIGTERM, then SIGKILL those alive ``grace`` s later (grace=0: SIGKILL)."""
+    alive = [p for p in procs if p.is_running()]
+    for sig in (signal.SIGTERM, signal.SIGKILL) if grace > 0 else (signal.SIGKILL,):
+        for proc in alive:
+            with suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                proc.send_signal(sig)
+        _, alive = psutil.wait_procs(alive, timeout=grace if sig == signal.SIGTERM else 5)
+        if not alive:
+            return

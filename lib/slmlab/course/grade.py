@@ -32,7 +32,7 @@ import psutil
 
 from slmlab.course import check_cells, check_name
 from slmlab.course.build import notebooks_in
-from slmlab.course.execute import execute_tolerantly
+from slmlab.course.execute import execute_tolerantly, stop_processes
 from slmlab.errors import SlmLabError
 from slmlab.progress import HEADLESS_ENV
 
@@ -104,12 +104,7 @@ def _kill_tree(pid: int) -> None:
         procs = parent.children(recursive=True) + [parent]
     except psutil.NoSuchProcess:
         return
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=5)
+    stop_processes(procs, grace=0)
 
 
 def _kernel_env(home: Path) -> dict[str, str]:
