@@ -91,10 +91,8 @@ PARAMETER_DEPENDENT_OUTPUTS: dict[str, dict[str, str]] = {
 DEFAULTS_DIFFER: dict[str, str] = {
     "01-foundations/01-slm-landscape": "loads the model at n_ctx 512 and 8192 (CI: 2048 only)",
     "01-foundations/02-model-acquisition": "assembles the second bundled model, gemma-3-270m (CI skips it)",
-    "01-foundations/03-quantization-llamacpp": "every quantization type and every evaluation task (CI: 3 and 6)",
     "01-foundations/04-onnx-and-olive": "the int8 ONNX variant too (CI: fp32 and int4)",
     "02-local/02-ollama-modelfiles": "the tutor and plain-chat Modelfiles, and the cells CI skips",
-    "02-local/04-compare-and-benchmark": "transformers as a fourth engine, and every prompt",
     "03-cloud/02-containers-and-kubernetes": "every serving image (CI: llama.cpp and vLLM)",
     "03-cloud/05-security-hardening": "every red-team case (CI: a subset)",
     "03-cloud/06-scaling-and-load-balancing": "the vertical-scaling comparison: one more server, two load tests",
@@ -103,9 +101,12 @@ DEFAULTS_DIFFER: dict[str, str] = {
 # max_tokens: the same code runs, so the CI run covers them.
 CI_PARAMETERS_SUFFICE: dict[str, str] = {
     "00-setup-check": "the Ollama probe's timeout",
+    "01-foundations/03-quantization-llamacpp": "7 quantization types instead of 3 through the same calls, every "
+                                               "evaluation task, a 1024-token window (~5 min more)",
     "01-foundations/05-developer-apis": "how many tokens the agreement check compares",
     "02-local/01-ollama": "rounds of the timing loop",
     "02-local/03-foundry-local": "repeats of the timing loop",
+    "02-local/04-compare-and-benchmark": "prompts (CI: one; transformers runs in both)",
     "02-local/05-api-integration": "the story's prompt and max_tokens",
     "02-local/06-testing-slm-apps": "examples, golden tickets, timing calls and evaluated cases",
     "03-cloud/01-vllm-openai-server": "the concurrency levels (1, 4) vs (1, 4, 8) and request counts",
