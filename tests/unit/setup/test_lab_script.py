@@ -40,6 +40,8 @@ TOOLS = {
     "dpkg-query": 'for p; do :; done\n'
                   'case " $FAKE_INSTALLED " in *" $p "*) printf "install ok installed"; exit 0;; esac\n'
                   'echo "dpkg-query: no packages found matching $p" >&2; exit 1',
+    # the package lists know every package but those in $FAKE_UNKNOWN (Ubuntu has no chromium, chromium-driver)
+    "apt-cache": 'case " $FAKE_UNKNOWN " in *" $2 "*) echo "E: No packages found" >&2; exit 100;; esac; exit 0',
     "apt-get": 'echo "apt-get $* (uid $(id -u), DEBIAN_FRONTEND=$DEBIAN_FRONTEND)" >>"$FAKE_CALLS"\n'
                '[ "$1" = update ] && [ -n "$FAKE_APT_OFFLINE" ] && {\n'
                '  echo "Err:1 http://deb.debian.org/debian bookworm InRelease"\n'
@@ -120,6 +122,28 @@ def test_with_password_less_sudo_or_as_root_apt_installs_only_what_is_missing(tm
     (tmp_path / "calls").write_text("")
     run = run_lab(tmp_path, "setup", "--only", "system", FAKE_UID="0", FAKE_INSTALLED=SYSTEM)
     assert "skipped" in step_line(run.stdout, "system packages") and calls(tmp_path) == ["slmlab doctor"]
+
+
+def test_a_setup_step_without_a_working_slmlab_runs_and_its_failure_says_why(tmp_path):
+    checkout(tmp_path)
+    (tmp_path / "bin" / "slmlab").unlink()  # the package step never finished
+    run = run_lab(tmp_path, "setup", "--only", "onnx")
+    assert run.returncode == 1
+    assert "failed" in step_line(run.stdout, "ONNX models") and "slmlab: " in run.stdout  # the log's last lines
+    assert "== slmlab is not installed yet" in run.stdout
+
+
+def test_packages_the_distribution_lacks_are_named_and_the_others_installed(tmp_path):
+    checkout(tmp_path)
+    ubuntu = {"FAKE_UNKNOWN": "chromium chromium-driver"}
+    run = run_lab(tmp_path, "setup", "--only", "system", FAKE_UID="0", **ubuntu)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "installed: prometheus nginx; not in this distribution: chromium chromium-driver" in run.stdout
+    assert "apt-get install -y --no-install-recommends prometheus nginx (uid 0, DEBIAN_FRONTEND=noninteractive)" in (
+        calls(tmp_path))
+    assert "sudo snap install chromium" in run.stdout.split("== left for you", 1)[1]
+    run = run_lab(tmp_path, "setup", "--only", "system", **ubuntu)  # no root: the line to run has what apt has
+    assert "sudo apt-get install -y --no-install-recommends prometheus nginx\n" in run.stdout
 
 
 def test_apt_without_its_mirror_fails_its_step_only(tmp_path):
