@@ -19,6 +19,8 @@ pytestmark = pytest.mark.fast
 ROOT = Path(__file__).resolve().parents[2]
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 NO_AMX = '-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'
+# ./lab's system packages that Binder's apt.txt leaves out, each with its reason (apt.txt says it too)
+NOT_FOR_BINDER = {"chromium": "Ubuntu has it only as a snap", "chromium-driver": "Ubuntu has it only as a snap"}
 CI_PHASES = ["venv+torch", "pip install", "system packages", "ONNX models", "llama.cpp tools", "containers",
              "vLLM venv", "fast tests", "unit/integration tests", "notebooks"]
 
@@ -115,8 +117,7 @@ def test_binder_installs_what_it_can_of_labs_system_packages_and_runs_its_setup(
     apt = [line.partition("#")[0].strip() for line in (ROOT / "apt.txt").read_text().splitlines()]
     apt = [package for package in apt if package]
     system = lab_functions('echo "${SYSTEM_PACKAGES[*]}"').split()
-    # Ubuntu (Binder's base) ships Chromium only as a snap: apt.txt says so, and has everything else
-    assert set(apt) == set(system) - {"chromium", "chromium-driver"} and "snap" in (ROOT / "apt.txt").read_text()
+    assert set(apt) == set(system) - set(NOT_FOR_BINDER) and "snap" in (ROOT / "apt.txt").read_text()
     post_build = [line.strip() for line in (ROOT / "postBuild").read_text().splitlines()]
     setup = next(line for line in post_build if line.startswith("./lab"))
     words = setup.split()
