@@ -60,23 +60,55 @@ def parse_size(text: str) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    """Grade a folder of submissions into gradebook.csv and per-learner reports."""
+    """Grade a folder of submissions into gradebook.csv, totals, per-learner feedback and a class summary."""
     from slmlab.course.execute import parse_parameters
     from slmlab.course.grade import grade_folder
 
-    out = Path(args.out) if args.out else Path("grades") / args.lab
+    labs = args.lab
+    out = Path(args.out) if args.out else Path("grades") / (labs[0] if len(labs) == 1 else "class")
     book = grade_folder(
-        args.submissions,
-        args.lab,
-        labs_dir=args.labs,
-        out=out,
-        timeout=args.timeout,
-        cell_timeout=args.cell_timeout,
-        parameters=parse_parameters(args.parameter),
+        args.submissions, labs, labs_dir=args.labs, solutions_dir=args.solutions, hidden_dir=args.hidden, out=out,
+        timeout=args.timeout, cell_timeout=args.cell_timeout, factor=args.timeout_factor,
+        min_timeout=args.min_timeout, jobs=args.jobs, parameters=parse_parameters(args.parameter),
+        remeasure=args.remeasure,
     )
-    print(book.to_string(index=False))
-    print(f"\nwrote {out / 'gradebook.csv'} and {out / 'reports'}/")
+    shown = ["assignment", "student_id", "score", "max_score", "grading_status"]
+    print("\n" + book[shown].to_string(index=False))
+    print(f"\nwrote {out / 'gradebook.csv'}, totals.csv, points.csv, summary.md, feedback/<learner>.md "
+          f"and executed/ in {out}/")
     return 0
+
+
+def _add_grade_parser(subparsers: argparse._SubParsersAction) -> None:
+    """The options of `slmlab grade`."""
+    from slmlab.course.limits import DEFAULT_FACTOR, DEFAULT_MIN_S  # a light module: --help stays fast
+
+    grade = subparsers.add_parser("grade", help="grade learners' notebooks into gradebook.csv and feedback")
+    grade.add_argument("submissions", metavar="SUBMISSIONS_DIR",
+                       help="holds <learner>/<lab>.ipynb (or, for one lab, <learner>.ipynb) per learner")
+    grade.add_argument("--lab", required=True, action="append",
+                       help="lab name, e.g. 00-setup-check or 01-foundations/01-slm-landscape (repeatable)")
+    grade.add_argument("--labs", default="labs", help="folder holding the reference labs (default: labs)")
+    grade.add_argument("--solutions", default="solutions",
+                       help="folder holding the solutions, run once to set the time limits (default: solutions)")
+    grade.add_argument("--hidden", default=None, metavar="DIR",
+                       help="the instructor's hidden checks, DIR/<lab>.py, run after the visible ones")
+    grade.add_argument("--jobs", "-j", type=int, default=None,
+                       help="submissions graded in parallel (default: one per physical core, fewer if memory is short)")
+    grade.add_argument("--timeout-factor", type=float, default=DEFAULT_FACTOR,
+                       help=f"a submission may run this many times the solution's time (default: {DEFAULT_FACTOR:g})")
+    grade.add_argument("--min-timeout", type=float, default=DEFAULT_MIN_S,
+                       help=f"but at least this many seconds, per notebook and per cell (default: {DEFAULT_MIN_S:g})")
+    grade.add_argument("--timeout", type=float, default=None,
+                       help="a flat limit in seconds per notebook instead (the solution is then not run)")
+    grade.add_argument("--cell-timeout", type=float, default=None,
+                       help="seconds one cell may run before it is interrupted (default: derived, or --timeout)")
+    grade.add_argument("--remeasure", action="store_true",
+                       help="run the solution again even when its time is cached")
+    grade.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
+                       help="inject a notebook parameter for every learner and the solution, e.g. -p fast=True")
+    grade.add_argument("--out", default=None, help="output folder (default: grades/<lab>, or grades/class)")
+    grade.set_defaults(func=cmd_grade)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -98,15 +130,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "(Linux, root)")
     run.set_defaults(func=cmd_run)
 
-    grade = subparsers.add_parser("grade", help="grade a folder of learner notebooks into gradebook.csv")
-    grade.add_argument("submissions", metavar="SUBMISSIONS_DIR",
-                       help="holds <learner>/<lab>.ipynb or <learner>.ipynb per learner")
-    grade.add_argument("--lab", required=True, help="lab name, e.g. 00-setup-check")
-    grade.add_argument("--labs", default="labs", help="folder holding the reference lab (default: labs)")
-    grade.add_argument("--timeout", type=float, default=600, help="seconds one notebook may run (default: 600)")
-    grade.add_argument("--cell-timeout", type=float, default=None,
-                       help="seconds one cell may run before it is interrupted (default: the notebook timeout)")
-    grade.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
-                       help="inject a notebook parameter for every learner, e.g. -p fast=True")
-    grade.add_argument("--out", default=None, help="output folder (default: grades/<lab>)")
-    grade.set_defaults(func=cmd_grade)
+    _add_grade_parser(subparsers)

@@ -39,7 +39,7 @@ from slmlab.errors import SlmLabError
 
 DEFAULT_CODE_HINT = "Write your solution here."
 MARKDOWN_PLACEHOLDER = "_Write your answer here._"
-KEPT_CELL_METADATA = ("tags", "editable", "deletable", "slideshow", "jupyter")
+KEPT_CELL_METADATA = ("tags", "editable", "deletable", "slideshow", "jupyter", "slmlab")  # slmlab: points
 DROPPED_NOTEBOOK_METADATA = ("widgets", "papermill", "execution", "celltoolbar")
 NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")  # test-only comments, noise for learners
 

@@ -1,332 +1,230 @@
-"""Grade a folder of submissions: run each learner's notebook, record every check cell as pass/fail.
+"""Grade a class: every learner's notebook of one or more labs, in parallel, into points, CSVs and feedback.
 
-Layout: ``SUBMISSIONS/<learner>/<lab>.ipynb`` (nbgrader's) or ``SUBMISSIONS/<learner>.ipynb``.
+Layout: ``SUBMISSIONS/<learner>/<lab>.ipynb`` (nbgrader's; a lab in a part folder sits in that folder:
+``ada/01-foundations/01-slm-landscape.ipynb``) or, grading one lab, ``SUBMISSIONS/<learner>.ipynb``.
 
-Each submission is graded in a worker process (``python -m slmlab.course.grade JOB_DIR``) that
-runs the notebook with nbclient in a temporary copy of the learner's folder, with its own HOME,
-errors allowed per cell, a timeout per cell and per notebook. The check cells are replaced by the
-lab's own before running, so an edited check cannot pass. A malformed notebook, a hanging or
-crashing cell, or a cell that deletes files costs that learner the affected checks; the worker is
-killed (with the kernel) if it overruns, and the class run goes on.
+For each lab: the reference lab's check cells and their points (:mod:`slmlab.course.points`), the instructor's
+hidden checks (:mod:`slmlab.course.hidden`), and the time limits: a multiple of the solution's own measured time
+(:mod:`slmlab.course.limits`), unless a flat ``timeout`` is given. Then every submission is graded
+(:mod:`slmlab.course.submission`), ``jobs`` at a time, each on its own share of the CPU cores (fewer jobs when
+the solution's peak memory times the jobs would not fit the memory available).
 
-Outputs in ``--out``: ``gradebook.csv`` (learner, one 1/0 column per check, total, status),
-``reports/<learner>.md`` and ``executed/<learner>.ipynb`` for feedback.
+Outputs in ``out``: ``gradebook.csv``, ``totals.csv``, ``points.csv`` (:mod:`slmlab.course.gradebook`),
+``feedback/<learner>.md`` and ``summary.md`` (:mod:`slmlab.course.feedback`), and
+``executed/<lab>/<learner>.ipynb`` (each notebook as it ran, without the hidden checks).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import queue
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import psutil
 
-from slmlab.course import check_cells, check_name
-from slmlab.course.build import notebooks_in
-from slmlab.course.execute import execute_tolerantly, stop_processes
+from slmlab.course.execute import descendants, stop_processes
+from slmlab.course.feedback import class_summary, learner_feedback
+from slmlab.course.gradebook import write_gradebook
+from slmlab.course.hidden import hidden_path, hidden_questions, load_hidden, unused_files
+from slmlab.course.limits import (
+    DEFAULT_FACTOR,
+    DEFAULT_MIN_S,
+    SolutionRun,
+    cached_run,
+    derived_limits,
+    flat_limits,
+    run_key,
+    store_run,
+)
+from slmlab.course.points import questions_of
+from slmlab.course.results import LearnerGrade, number
+from slmlab.course.submission import (
+    LabPlan,
+    Submission,
+    grade_submission,
+    load_reference,
+    relative_files,
+    submissions_for,
+)
 from slmlab.errors import SlmLabError
-from slmlab.progress import HEADLESS_ENV
 
-WORKER_GRACE_S = 60  # kernel start and shutdown on top of the notebook timeout
-
-
-# ----------------------------------------------------------------------------- worker process
+SOLUTION_LIMIT_S = 3600.0  # the solution's own run, before anything is known about its time
+MEMORY_SHARE = 0.8  # parallel jobs may use this share of the memory available when grading starts
+Echo = Callable[[str], None]
 
 
-def _worker(job_dir: Path) -> int:
-    """Run one prepared submission (job_dir/job.json), streaming each cell's result to cells.jsonl."""
-    job = json.loads((job_dir / "job.json").read_text())
-    nb = nbformat.read(job["notebook"], as_version=4)
-    with open(job_dir / "cells.jsonl", "a", buffering=1, encoding="utf-8") as log:
-
-        def record(index: int, error: str | None) -> None:
-            log.write(json.dumps({"index": index, "error": error}) + "\n")
-
-        outcome = execute_tolerantly(nb, cwd=job["cwd"], cell_timeout=job["cell_timeout"], timeout=job["timeout"],
-                                     env=job["env"], on_cell=record)
-        nbformat.write(nb, job_dir / "executed.ipynb")
-        log.write(json.dumps({"status": outcome.status, "reason": outcome.reason}) + "\n")
-    return 0
+def plan_lab(lab: str, labs_dir: Path | str, hidden_dir: Path | str | None) -> LabPlan:
+    """The reference lab, its hidden cells and all its questions with their points."""
+    reference = load_reference(lab, labs_dir)
+    visible = questions_of(reference, str(Path(labs_dir) / f"{lab}.ipynb"))
+    hidden = load_hidden(hidden_dir, lab, [q.name for q in visible]) if hidden_dir is not None else []
+    where = str(hidden_path(hidden_dir, lab)) if hidden_dir is not None else ""
+    return LabPlan(lab, reference, hidden, visible + hidden_questions(hidden, where))
 
 
-def _run_worker(job_dir: Path, limit: float) -> bool:
-    """Run the worker on a job folder; kill it and its kernel after ``limit`` seconds. True if killed."""
-    with open(job_dir / "worker.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "slmlab.course.grade", str(job_dir)],
-            cwd=job_dir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            proc.wait(timeout=limit)
-            return False
-        except subprocess.TimeoutExpired:
-            _kill_tree(proc.pid)
-            proc.wait()
-            return True
+def cpu_slices(jobs: int | None) -> list[list[int]]:
+    """The cores this process may use, split into ``jobs`` equal shares (default: one job per physical core)."""
+    from slmlab.models.hardware import physical_cores
+
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    if jobs is not None and jobs < 1:
+        raise SlmLabError(f"--jobs {jobs} is not a number of parallel jobs.", "Pass --jobs 1 or more.")
+    count = max(1, min(jobs or physical_cores(), len(cores)))
+    size = len(cores) // count
+    return [cores[i * size:(i + 1) * size] for i in range(count)]
 
 
-def _read_cell_log(path: Path) -> tuple[set[int], dict[int, str], str, str]:
-    """Executed cell indices, their errors, and the final status/reason (empty if the worker never finished)."""
-    executed: set[int] = set()
-    errors: dict[int, str] = {}
-    status = reason = ""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:  # a line cut short by a kill
-            continue
-        if "index" in entry:
-            executed.add(entry["index"])
-            if entry["error"]:
-                errors[entry["index"]] = entry["error"]
-        else:
-            status, reason = entry["status"], entry["reason"]
-    return executed, errors, status, reason
-
-
-def _kill_tree(pid: int) -> None:
-    """Kill a process and all its descendants (the kernel runs in a session of its own)."""
-    try:
-        parent = psutil.Process(pid)
-        procs = parent.children(recursive=True) + [parent]
-    except psutil.NoSuchProcess:
-        return
-    stop_processes(procs, grace=0)
-
-
-def _kernel_env(home: Path) -> dict[str, str]:
-    """The grader's environment with a private HOME; model caches stay shared so nothing re-downloads."""
-    env = dict(os.environ)
-    real_home = Path.home()
-    env.setdefault("SLMLAB_CACHE", str(real_home / ".cache" / "slmlab"))
-    env.setdefault("HF_HOME", str(real_home / ".cache" / "huggingface"))
-    env.setdefault("MPLCONFIGDIR", str(real_home / ".cache" / "matplotlib"))
-    env["HOME"] = str(home)
-    env[HEADLESS_ENV] = "1"
-    env.pop("JPY_PARENT_PID", None)
-    return env
-
-
-# ----------------------------------------------------------------------------- grading
-
-
-@dataclass
-class CheckResult:
-    """One check of one learner."""
-
-    name: str
-    passed: bool
-    detail: str = ""
-
-
-@dataclass
-class LearnerGrade:
-    """A learner's checks, run status and where their executed notebook went."""
-
-    learner: str
-    checks: list[CheckResult]
-    status: str  # "ok" | "error" (a non-check cell raised) | "timeout" | "crashed" | "malformed"
-    reason: str = ""
-    seconds: float = 0.0
-    executed: Path | None = None
-
-    @property
-    def total(self) -> int:
-        """Number of checks passed."""
-        return sum(c.passed for c in self.checks)
-
-
-def find_submissions(folder: Path, lab: str) -> dict[str, Path]:
-    """Map learner name to notebook: ``folder/<learner>/<lab>.ipynb`` or ``folder/<learner>.ipynb``."""
-    if not folder.is_dir():
-        raise SlmLabError(f"Submissions folder not found: {folder}",
-                          "Pass the folder holding one notebook per learner.")
-    found: dict[str, Path] = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.is_dir() and (entry / f"{lab}.ipynb").is_file():
-            found[entry.name] = entry / f"{lab}.ipynb"
-        elif entry.is_file() and entry.suffix == ".ipynb":
-            found[entry.stem] = entry
-    if not found:
-        raise SlmLabError(
-            f"No submissions for {lab} in {folder}.",
-            f"Expected {folder}/<learner>/{lab}.ipynb or {folder}/<learner>.ipynb.",
-        )
-    return found
-
-
-def load_reference(lab: str, labs_dir: Path | str = "labs") -> nbformat.NotebookNode:
-    """The lab notebook whose check cells are authoritative for grading."""
-    path = Path(labs_dir) / f"{lab}.ipynb"
+def measure_solution(plan: LabPlan, solutions_dir: Path | str, parameters: Mapping[str, Any] | None,
+                     cpus: Sequence[int], *, remeasure: bool = False) -> SolutionRun:
+    """The solution's time and memory through the grading path (cached); an error when it fails a check."""
+    path = Path(solutions_dir) / f"{plan.lab}.ipynb"
     if not path.is_file():
-        names = ", ".join(str(p.relative_to(labs_dir).with_suffix("")) for p in notebooks_in(labs_dir)) or "(none)"
-        raise SlmLabError(f"Lab not found: {path}", f"Labs in {labs_dir}: {names}.")
-    reference = nbformat.read(path, as_version=4)
-    if not check_cells(reference):
-        raise SlmLabError(f"{path} has no check cells to grade.", "Check cells start with '# CHECK: <name>'.")
-    return reference
+        raise SlmLabError(f"No solution {path} to measure {plan.lab}'s time limit with.",
+                          "Pass --solutions DIR (the course's solutions/), or a flat --timeout SECONDS.")
+    key = run_key(path, [c.source for c in plan.hidden], dict(parameters or {}), len(cpus))
+    if not remeasure and (cached := cached_run(key)) is not None:
+        return cached
+    trial = dataclasses.replace(plan, limits=flat_limits(SOLUTION_LIMIT_S))
+    grade = grade_submission(Submission("solution", plan.lab, path), trial, parameters=parameters, cpus=cpus)
+    failed = [c for c in grade.checks if not c.passed]
+    if grade.status != "ok" or failed:
+        what = f"check {failed[0].name!r}: {failed[0].detail}" if failed else f"{grade.status}: {grade.reason}"
+        raise SlmLabError(
+            f"The solution {path} does not pass on this machine ({what}); grading would blame the learners for it.",
+            "Run `slmlab doctor` and the solution itself (`slmlab run`); fix a failing hidden check in its file. "
+            "To grade without the solution's time, pass a flat --timeout SECONDS.")
+    run = SolutionRun(round(grade.seconds, 2), round(grade.slowest_cell_s, 2), grade.peak_rss_bytes or 0,
+                      datetime.now(UTC).isoformat(timespec="seconds"))
+    store_run(key, run)
+    return run
 
 
-def prepare_submission(
-    nb: nbformat.NotebookNode, reference: nbformat.NotebookNode, parameters: Mapping[str, Any] | None = None
-) -> nbformat.NotebookNode:
-    """Put the reference check cells in place of the learner's, clear outputs, inject parameters."""
-    canonical = {check_name(c): c.source for c in reference.cells if check_name(c)}
-    for cell in nb.cells:
-        name = check_name(cell)
-        if name in canonical:
-            cell.source = canonical[name]
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    if parameters:
-        from slmlab.course.execute import inject_parameters
-
-        nb = inject_parameters(nb, parameters)
-    return nb
-
-
-def _checks_from(nb: nbformat.NotebookNode | None, names: list[str], errors: dict[int, str],
-                 executed: set[int], why_not_run: str) -> list[CheckResult]:
-    """Pass/fail per reference check name, given which cells ran and which raised."""
-    where = check_cells(nb) if nb is not None else {}
-    results = []
-    for name in names:
-        if name not in where:
-            results.append(CheckResult(name, False, "check cell missing from the submission"))
-        elif where[name] not in executed:
-            results.append(CheckResult(name, False, why_not_run))
-        elif where[name] in errors:
-            results.append(CheckResult(name, False, errors[where[name]]))
+def _set_limits(plans: list[LabPlan], options: dict[str, Any], cpus: Sequence[int], echo: Echo | None
+                ) -> list[SolutionRun]:
+    """Give every plan its limits: flat, or from its solution's run; the solution runs measured."""
+    runs = []
+    for plan in plans:
+        if options["timeout"] is not None:
+            plan.limits = flat_limits(options["timeout"], options["cell_timeout"])
         else:
-            results.append(CheckResult(name, True))
-    return results
+            run = measure_solution(plan, options["solutions_dir"], options["parameters"], cpus,
+                                   remeasure=options["remeasure"])
+            plan.limits = derived_limits(run, options["factor"], options["min_timeout"], options["cell_timeout"])
+            runs.append(run)
+        if echo:
+            hidden = sum(q.hidden for q in plan.questions)
+            total = number(sum(q.points for q in plan.questions))
+            echo(f"{plan.lab}: {len(plan.questions)} checks ({hidden} hidden), {total} points; limit "
+                 f"{plan.limits.notebook_s:g} s per notebook ({plan.limits.why})")
+    return runs
 
 
-def grade_submission(
-    learner: str,
-    path: Path,
-    reference: nbformat.NotebookNode,
-    out: Path,
-    *,
-    timeout: float = 600,
-    cell_timeout: float | None = None,
-    parameters: Mapping[str, Any] | None = None,
-) -> LearnerGrade:
-    """Grade one notebook in a worker process and a private temporary folder."""
-    names = list(check_cells(reference))
-    started = time.perf_counter()
-    try:
-        nb = nbformat.read(path, as_version=4)
-        nbformat.validate(nb)
-        nb = prepare_submission(nb, reference, parameters)
-    except Exception as exc:  # noqa: BLE001 - broken JSON, not a notebook, wrong schema: a malformed submission
-        reason = f"the notebook could not be read: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        return LearnerGrade(learner, [CheckResult(n, False, reason) for n in names], "malformed", reason)
+def jobs_for_memory(jobs: int, runs: Sequence[SolutionRun], available: int | None = None) -> int:
+    """At most as many jobs as the solutions' peak memory lets run side by side in MEMORY_SHARE of what is free."""
+    peak = max((r.peak_rss_bytes for r in runs), default=0)
+    if not peak:
+        return jobs
+    free = psutil.virtual_memory().available if available is None else available
+    return max(1, min(jobs, int(free * MEMORY_SHARE // peak)))
 
-    target = out / "executed" / f"{learner}.ipynb"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The learner's sandbox (work folder + HOME) and the grader's job folder are separate temporary
-    # folders, so a cell that deletes everything it can reach from its cwd or HOME loses no results.
-    with tempfile.TemporaryDirectory(prefix=f"slmlab-{learner}-", ignore_cleanup_errors=True) as sandbox, \
-            tempfile.TemporaryDirectory(prefix="slmlab-job-", ignore_cleanup_errors=True) as job_tmp:
-        work, home, job_dir = Path(sandbox) / "work", Path(sandbox) / "home", Path(job_tmp)
-        if path.parent.name == learner:  # the learner's own folder: copy their data files along
-            shutil.copytree(path.parent, work, symlinks=True)
-        work.mkdir(exist_ok=True)
-        home.mkdir()
-        notebook = work / path.name
-        nbformat.write(nb, notebook)
-        job = {
-            "notebook": str(notebook),
-            "cwd": str(work),
-            "timeout": timeout,
-            "cell_timeout": cell_timeout or timeout,
-            "env": _kernel_env(home),
-        }
-        (job_dir / "job.json").write_text(json.dumps(job))
-        killed = _run_worker(job_dir, timeout + WORKER_GRACE_S)
-        executed, errors, status, reason = _read_cell_log(job_dir / "cells.jsonl")
-        if not status:
-            status = "timeout" if killed else "crashed"
-            reason = (f"grading stopped after {timeout + WORKER_GRACE_S:g} s" if killed
-                      else "the grading worker died before the notebook finished")
+
+def _grade_in_parallel(subs: Sequence[Submission], plans: Mapping[str, LabPlan], out: Path,
+                       parameters: Mapping[str, Any] | None, slices: list[list[int]], echo: Echo | None
+                       ) -> list[LearnerGrade]:
+    """Grade every submission, one job per core share; a line per finished submission."""
+    free: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
+    for cores in slices:
+        free.put(cores)
+
+    def one(sub: Submission) -> LearnerGrade:
+        cores = free.get()
+        executed = out / "executed" / sub.lab / f"{sub.learner}.ipynb"
         try:
-            executed_nb = nbformat.read(job_dir / "executed.ipynb", as_version=4)
-        except OSError:
-            executed_nb = nb
-        nbformat.write(executed_nb, target)
-    why_not_run = f"not run: {reason}" if reason else "not run"
-    checks = _checks_from(nb, names, errors, executed, why_not_run)
-    return LearnerGrade(learner, checks, status, reason, time.perf_counter() - started, target)
+            return grade_submission(sub, plans[sub.lab], executed_to=executed, parameters=parameters, cpus=cores)
+        finally:
+            free.put(cores)
+
+    grades: list[LearnerGrade] = []
+    with ThreadPoolExecutor(max_workers=len(slices), thread_name_prefix="grade") as pool:
+        futures = [pool.submit(one, sub) for sub in subs]
+        try:
+            for done, future in enumerate(as_completed(futures), start=1):
+                grade = future.result()
+                grades.append(grade)
+                if echo:
+                    echo(f"[{done}/{len(subs)}] {grade.lab} {grade.learner}: {number(grade.score)}/"
+                         f"{number(grade.max_score)} points, {grade.total}/{len(grade.checks)} checks "
+                         f"({grade.status}, {grade.seconds:.1f} s)")
+        except BaseException:  # Ctrl-C: stop what runs now (workers and kernels), cancel the rest
+            for future in futures:
+                future.cancel()
+            stop_processes(descendants(), grace=0)
+            raise
+    return grades
 
 
-def learner_report(grade: LearnerGrade, lab: str) -> str:
-    """A short markdown report for one learner."""
-    lines = [
-        f"# {lab}: {grade.learner}",
-        "",
-        f"Score: **{grade.total}/{len(grade.checks)}** checks passed. Run status: **{grade.status}**"
-        + (f" ({grade.reason})" if grade.reason else "") + ".",
-        "",
-        "| check | result | details |",
-        "| --- | --- | --- |",
-    ]
-    for check in grade.checks:
-        detail = check.detail.replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {check.name} | {'✓ pass' if check.passed else '✗ fail'} | {detail} |")
-    if grade.executed is not None:
-        lines += ["", f"Your notebook as it ran: `executed/{grade.executed.name}`."]
-    return "\n".join(lines) + "\n"
+def write_outputs(out: Path, grades: Sequence[LearnerGrade], plans: Sequence[LabPlan],
+                  files: dict[tuple[str, str], str]) -> Path:
+    """gradebook.csv, totals.csv, points.csv, feedback/<learner>.md and summary.md; the gradebook's path."""
+    order = {plan.lab: i for i, plan in enumerate(plans)}
+    by_learner: dict[str, list[LearnerGrade]] = {}
+    for grade in sorted(grades, key=lambda g: (g.learner, order[g.lab])):
+        by_learner.setdefault(grade.learner, []).append(grade)
+    (out / "feedback").mkdir(parents=True, exist_ok=True)
+    for learner, own in by_learner.items():
+        (out / "feedback" / f"{learner}.md").write_text(learner_feedback(learner, own), encoding="utf-8")
+    ordered = sorted(grades, key=lambda g: (order[g.lab], g.learner))
+    (out / "summary.md").write_text(class_summary(ordered), encoding="utf-8")
+    return write_gradebook(out, ordered, {plan.lab: plan.questions for plan in plans}, files)
 
 
 def grade_folder(
     submissions: Path | str,
-    lab: str,
+    labs: str | Sequence[str],
     *,
     labs_dir: Path | str = "labs",
+    solutions_dir: Path | str = "solutions",
+    hidden_dir: Path | str | None = None,
     out: Path | str | None = None,
-    timeout: float = 600,
+    timeout: float | None = None,
     cell_timeout: float | None = None,
+    factor: float = DEFAULT_FACTOR,
+    min_timeout: float = DEFAULT_MIN_S,
+    jobs: int | None = None,
     parameters: Mapping[str, Any] | None = None,
-    echo: Callable[[str], None] | None = print,
+    remeasure: bool = False,
+    echo: Echo | None = print,
 ) -> Any:
-    """Grade every submission; write gradebook.csv and reports; return the gradebook DataFrame."""
+    """Grade every submission of ``labs``; write the gradebook, totals, feedback and summary; return the gradebook
+    as a pandas DataFrame."""
     import pandas as pd
 
-    reference = load_reference(lab, labs_dir)
-    learners = find_submissions(Path(submissions), lab)
-    out = Path(out) if out is not None else Path("grades") / lab
-    (out / "reports").mkdir(parents=True, exist_ok=True)
-    names = list(check_cells(reference))
-    rows = []
-    for learner, path in learners.items():
-        grade = grade_submission(
-            learner, path, reference, out, timeout=timeout, cell_timeout=cell_timeout, parameters=parameters
-        )
-        (out / "reports" / f"{learner}.md").write_text(learner_report(grade, lab), encoding="utf-8")
+    labs = [labs] if isinstance(labs, str) else list(labs)
+    plans = [plan_lab(lab, labs_dir, hidden_dir) for lab in labs]
+    if hidden_dir is not None and echo:
+        for stray in unused_files(hidden_dir, labs):
+            echo(f"note: hidden checks not used in this run: {stray}")
+    folder = Path(submissions)
+    subs = submissions_for(folder, labs)
+    out = Path(out) if out is not None else Path("grades") / (labs[0] if len(labs) == 1 else "class")
+    out.mkdir(parents=True, exist_ok=True)
+    slices = cpu_slices(jobs)
+    options = {"timeout": timeout, "cell_timeout": cell_timeout, "solutions_dir": solutions_dir,
+               "parameters": parameters, "remeasure": remeasure, "factor": factor, "min_timeout": min_timeout}
+    runs = _set_limits(plans, options, slices[0], echo)
+    fitting = jobs_for_memory(len(slices), runs)
+    if fitting < len(slices):
+        slices = cpu_slices(fitting)
         if echo:
-            echo(f"{learner}: {grade.total}/{len(names)} ({grade.status}, {grade.seconds:.1f} s)")
-        rows.append(
-            {"learner": learner, **{c.name: int(c.passed) for c in grade.checks}, "total": grade.total,
-             "status": grade.status}
-        )
-    book = pd.DataFrame(rows, columns=["learner", *names, "total", "status"])
-    book.to_csv(out / "gradebook.csv", index=False)
-    return book
+            echo(f"{fitting} parallel job(s): the solution's peak memory times more would not fit in memory")
+    if echo:
+        echo(f"grading {len(subs)} submission(s), {len(slices)} at a time, {len(slices[0])} core(s) each")
+    grades = _grade_in_parallel(subs, {p.lab: p for p in plans}, out, parameters, slices, echo)
+    path = write_outputs(out, grades, plans, relative_files(subs, folder))
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
 
-
-if __name__ == "__main__":
-    sys.exit(_worker(Path(sys.argv[1])))
