@@ -48,10 +48,14 @@ from slmlab.course.submission import (
     Submission,
     grade_submission,
     load_reference,
+    prepare_submission,
     relative_files,
     submissions_for,
 )
 from slmlab.errors import SlmLabError
+
+__all__ = ["grade_folder", "plan_lab", "measure_solution", "cpu_slices", "jobs_for_memory", "write_outputs",
+           "prepare_submission", "load_reference"]  # the last two live in submission.py; imported from here too
 
 SOLUTION_LIMIT_S = 3600.0  # the solution's own run, before anything is known about its time
 MEMORY_SHARE = 0.8  # parallel jobs may use this share of the memory available when grading starts

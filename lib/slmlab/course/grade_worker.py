@@ -2,7 +2,8 @@
 
 ``slmlab.course.grade`` starts it with :func:`slmlab.process.run_worker`
 (``python -m slmlab.course.grade_worker --worker JOB_DIR``). ``JOB_DIR/job.json`` names the notebook, its working
-folder, the kernel's environment, the timeouts and the CPU cores to run on. Every cell's result is appended to
+folder, the kernel's environment, the timeouts and the CPU cores to run on. The kernel's own output goes to
+``JOB_DIR/kernel.log``. Every cell's result is appended to
 ``JOB_DIR/cells.jsonl`` as soon as it is known, with the cell's seconds and the kernel's peak memory during it,
 so a worker killed for overrunning (or by the learner's code) still leaves the results of the cells that ran.
 The executed notebook is written to ``JOB_DIR/executed.ipynb``.
@@ -12,7 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from slmlab.process import WORKER_FLAG, worker_main
 
 CELL_LOG = "cells.jsonl"
 EXECUTED = "executed.ipynb"
+KERNEL_LOG = "kernel.log"
 
 
 def _pin(cpus: list[int] | None) -> None:
@@ -34,13 +39,37 @@ def _pin(cpus: list[int] | None) -> None:
             pass
 
 
+@contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to a file while the block runs.
+
+    The kernel and whatever the notebook starts inherit them: were they the pipes run_worker reads, a process the
+    notebook left behind would hold them open, and the grader would wait for it after the worker had ended.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, original in zip((1, 2), saved, strict=True):
+            os.dup2(original, fd)
+            os.close(original)
+
+
 def run_job(job_dir: Path) -> dict[str, Any]:
     """Run the job in ``job_dir``; the run's status, reason, seconds and peak memory."""
     job = json.loads((job_dir / "job.json").read_text())
     _pin(job.get("cpus"))
     nb = nbformat.read(job["notebook"], as_version=4)
     started = time.perf_counter()
-    with open(job_dir / CELL_LOG, "a", buffering=1, encoding="utf-8") as log, PeakRSS(interval=0.2) as rss:
+    with _output_to(job_dir / KERNEL_LOG), open(job_dir / CELL_LOG, "a", buffering=1, encoding="utf-8") as log, \
+            PeakRSS(interval=0.2) as rss:
         last = time.perf_counter()
         overall_peak = 0
 

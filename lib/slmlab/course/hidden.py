@@ -45,6 +45,8 @@ def _blocks(text: str) -> tuple[str, list[tuple[int, list[str]]]]:
     lines = text.replace("\r\n", "\n").split("\n")
     starts = [i for i, line in enumerate(lines) if line.startswith(CHECK_PREFIX)]
     preamble = "\n".join(lines[: starts[0] if starts else len(lines)]).strip()
+    if not starts:
+        return preamble, []
     ends = [*starts[1:], len(lines)]
     return preamble, [(start + 1, lines[start:end]) for start, end in zip(starts, ends, strict=True)]
 

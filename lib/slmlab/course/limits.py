@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,7 @@ def store_run(key: str, run: SolutionRun, path: Path | None = None) -> None:
     except (OSError, ValueError):
         entries = {}
     entries[key] = {k: v for k, v in asdict(run).items() if k != "cached"}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(entries, indent=1, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(entries, indent=1, sort_keys=True))
+    os.replace(tmp, path)

@@ -38,6 +38,7 @@ from slmlab.errors import SlmLabError
 from slmlab.progress import HEADLESS_ENV
 
 WORKER_GRACE_S = 60  # kernel start and shutdown on top of the notebook timeout
+MAX_REASON = 80  # characters of a parser's message kept in the gradebook
 JOB_ENV = "SLMLAB_GRADE_JOB"  # set in the worker's and the kernel's environment: how their leftovers are found
 
 
@@ -208,7 +209,9 @@ def checks_from(nb: nbformat.NotebookNode | None, questions: Sequence[Question],
     results = []
     for q in questions:
         result = CheckResult(q.name, False, q.points, hidden=q.hidden)
-        if q.name not in where:
+        if nb is None:
+            result.detail = why_not_run
+        elif q.name not in where:
             result.detail = "check cell missing from the submission"
         elif where[q.name] not in cells:
             result.detail = why_not_run
@@ -228,7 +231,8 @@ def _read_submission(sub: Submission, plan: LabPlan, parameters: Mapping[str, An
         nbformat.validate(nb)
         return prepare_submission(nb, plan.reference, parameters, plan.hidden), ""
     except Exception as exc:  # noqa: BLE001 - broken JSON, not a notebook, wrong schema: a malformed submission
-        first = str(exc).splitlines()[0] if str(exc) else ""
+        first = " ".join(str(exc).split())  # one line, however the parser wrapped it
+        first = first if len(first) <= MAX_REASON else first[: MAX_REASON - 1] + "…"
         return None, f"the notebook could not be read: {type(exc).__name__}: {first}"
 
 
