@@ -5,6 +5,7 @@ the learner's last cell, in the learner's kernel: `messages`, `reply` and `answe
 was closed by the notebook's clean-up cell. Lines before the first "# CHECK:" run first and are not graded.
 """
 
+# ruff: noqa: F821 - `reply` and the other names are the learner's, defined in the notebook these checks run after
 from slmlab import checks
 
 # CHECK: asks for a greeting

@@ -7,7 +7,8 @@ one cell ``factor`` times the solution's slowest cell, with the same floor. A ha
 (7 s solved) is cut after a minute instead of ten.
 
 The measurement is cached in ``$SLMLAB_CACHE/grading/solution-times.json`` (``~/.cache/slmlab``), keyed by
-the solution's bytes, the hidden checks, the parameters, the cores per job and the machine, so regrading a late
+the solution's bytes, the hidden checks, the parameters, the cores per job, the machine and the versions of the
+packages that set its speed (a pin update measures again), so regrading a late
 submission does not run the solution again; ``--remeasure`` runs it anyway. A flat ``--timeout`` skips all this.
 """
 
@@ -25,6 +26,8 @@ from typing import Any
 DEFAULT_FACTOR = 5.0
 DEFAULT_MIN_S = 60.0
 CACHE_NAME = "solution-times.json"
+# Updating one of these (a new pin) can change the solution's time: its cached measurement is not reused.
+TIMED_PACKAGES = ("slmlab", "llama-cpp-python", "nbclient", "ipykernel", "torch", "onnxruntime-genai")
 
 
 @dataclass
@@ -68,9 +71,20 @@ def run_key(solution: Path, hidden_sources: list[str], parameters: dict[str, Any
     """What the solution's time depends on, hashed: its bytes, the hidden checks, parameters, cores, machine."""
     digest = hashlib.sha256(solution.read_bytes())
     extra = {"hidden": hidden_sources, "parameters": parameters, "cpus": cpus,
-             "machine": [platform.node(), platform.machine(), platform.python_version()]}
+             "machine": [platform.node(), platform.machine(), platform.python_version()],
+             "versions": [_version(name) for name in TIMED_PACKAGES]}
     digest.update(json.dumps(extra, sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+def _version(package: str) -> str:
+    """The installed version of a package, or "" when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return ""
 
 
 def cache_file() -> Path:

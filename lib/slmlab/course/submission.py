@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -162,10 +163,11 @@ def _run_job(job_dir: Path, limit: float, marker: str, what: str) -> tuple[dict[
     started = time.monotonic()
     try:
         return run_worker("slmlab.course.grade_worker", [job_dir], timeout=limit, env={JOB_ENV: marker}, what=what), ""
-    except SlmLabError:
+    except SlmLabError as err:
         if time.monotonic() - started >= limit - 1:
             return None, f"timeout: grading stopped after {limit:g} s"
-        return None, "crashed: the grading worker died before the notebook finished"
+        how = re.search(r"\((.*?)\)\.", err.problem)  # run_worker's "X failed (killed by SIGKILL, ...)."
+        return None, "crashed: the grading worker died before the notebook finished" + (f" ({how[1]})" if how else "")
     finally:
         stop_marked(marker)
 
