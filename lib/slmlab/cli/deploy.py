@@ -1,4 +1,5 @@
-"""`slmlab deploy render SPEC.yaml --out DIR` and `slmlab deploy check DIR` (registered by slmlab.cli)."""
+"""`slmlab deploy render SPEC.yaml --out DIR`, `deploy check DIR`, and with a container runtime `deploy build DIR`,
+`deploy run DIR` and `deploy play DIR` (registered by slmlab.cli)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,21 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the bundle's images (online from the upstream images, or offline from the course's local ones)."""
+    from pathlib import Path
+
+    from slmlab.containers.runtime import find_runtime
+    from slmlab.deploy.build import build_bundle
+
+    offline = True if args.offline else False if args.online else None
+    result = build_bundle(args.folder, find_runtime(), offline=offline, components=args.only or ("engine", "gateway"),
+                          weights=Path(args.weights) if args.weights else None)
+    for line in result.lines():
+        print(line)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `deploy render` and `deploy check` to the `slmlab` command."""
     deploy = subparsers.add_parser("deploy", help="render and validate Dockerfiles, compose and Kubernetes manifests")
@@ -43,3 +59,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check = sub.add_parser("check", help="run hadolint, the compose schema, kubernetes-validate and the policy checker")
     check.add_argument("folder", metavar="DIR", help="a folder written by `slmlab deploy render`")
     check.set_defaults(func=cmd_check)
+    _register_build(sub)
+
+
+def _register_build(sub: argparse._SubParsersAction) -> None:
+    build = sub.add_parser(
+        "build", help="build the engine and gateway images of a rendered folder (docker, else podman)",
+        description="Build the images of a folder written by `slmlab deploy render`, tagged as its manifests name "
+                    "them. Online: the Dockerfiles' defaults (upstream images, weights from the Hugging Face hub). "
+                    "Offline (by default when a registry or the hub does not answer): the same Dockerfiles with "
+                    "other build arguments: the course's local base image (`slmlab setup containers`), llama-server "
+                    "from the course's llama.cpp build (`slmlab setup llamacpp`), weights from the build context.")
+    build.add_argument("folder", metavar="DIR", help="a folder written by `slmlab deploy render`")
+    mode = build.add_mutually_exclusive_group()
+    mode.add_argument("--offline", action="store_true", help="build from the local images and bundled weights")
+    mode.add_argument("--online", action="store_true", help="build from the upstream images and the hub")
+    build.add_argument("--weights", metavar="PATH", help="offline: the GGUF file (or ONNX folder) to put in the "
+                       "image (default: the bundled model, or the ONNX folder `slmlab setup onnx` cached)")
+    build.add_argument("--only", choices=("engine", "gateway"), action="append", help="build only this image")
+    build.set_defaults(func=cmd_build)

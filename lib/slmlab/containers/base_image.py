@@ -25,8 +25,12 @@ from slmlab.errors import SlmLabError
 SUITE = "bookworm"  # Debian 12: Python 3.11, the course's Python
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "curl", "libgomp1")  # curl: HEALTHCHECK and probes;
 # libgomp1: llama.cpp's OpenMP threads (as in llama.cpp's own server image)
-BASE_RECIPE = 1  # bump when SUITE, BASE_PACKAGES or the trimming change: a new tag, so a new image
+BASE_RECIPE = 2  # bump when SUITE, BASE_PACKAGES or the trimming change: a new tag, so a new image
 BASE_REPOSITORY = "localhost/slmlab-base"
+# As in Debian's own container images: apt keeps no package caches (75 MB after an `apt-get update`) or .debs.
+_APT_RM = "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"
+APT_CLEAN = (f'DPkg::Post-Invoke {{ "{_APT_RM}"; }};\nAPT::Update::Post-Invoke {{ "{_APT_RM}"; }};\n'
+             'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n')
 # debootstrap's progress lines, in order ("I: Retrieving foo 1.0"): one step of the progress bar each
 PHASES = ("Retrieving", "Validating", "Extracting", "Installing", "Unpacking", "Configuring", "Base system")
 
@@ -91,7 +95,7 @@ def run_debootstrap(target: Path, mirror: str, on_phase: Callable[[int, str], No
 def slim(root: Path) -> None:
     """Drop what an image does not need, as Debian's slim images do: downloaded .debs, apt's package lists
     (`apt-get update` fetches them again), manuals, translations, documentation (each package's licence,
-    usr/share/doc/*/copyright, is kept)."""
+    usr/share/doc/*/copyright, is kept); and apt is told to keep no caches from now on (APT_CLEAN)."""
     doomed = [*(root / "var/cache/apt/archives").glob("*.deb"), *(root / "var/lib/apt/lists").glob("*_*"),
               *(root / "usr/share/man").glob("*"), *(root / "usr/share/info").glob("*"),
               *(p for p in (root / "usr/share/locale").glob("*") if p.name != "locale.alias"),
@@ -102,6 +106,8 @@ def slim(root: Path) -> None:
             shutil.rmtree(item)
         else:
             item.unlink(missing_ok=True)
+    (root / "etc/apt/apt.conf.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/apt/apt.conf.d/docker-clean").write_text(APT_CLEAN, encoding="utf-8")
 
 
 def import_rootfs(runtime: Runtime, root: Path, ref: str, mirror: str) -> None:
@@ -139,7 +145,15 @@ def ensure_base_image(runtime: Runtime, mirror: str | None = None, force: bool =
         import_rootfs(runtime, work / "root", ref, mirror)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    remove_older(runtime, ref)
     return BaseImage(ref, runtime.image_size(ref), time.perf_counter() - begin, built=True, mirror=mirror)
+
+
+def remove_older(runtime: Runtime, ref: str) -> list[str]:
+    """Remove the base images of older recipes (an image still in use stays); returns those removed."""
+    listed = runtime.run(["images", "--format", "{{.Repository}}:{{.Tag}}", BASE_REPOSITORY], check=False)
+    older = [line for line in listed.stdout.split() if line.startswith(BASE_REPOSITORY + ":") and line != ref]
+    return [old for old in older if runtime.run(["rmi", old], check=False).returncode == 0]
 
 
 def _build_rootfs(target: Path, mirror: str, show_progress: bool) -> None:

@@ -34,9 +34,11 @@ def test_slim_drops_caches_and_docs_but_keeps_licences(tmp_path):
     (tmp_path / "usr/share/doc/libcurl4").symlink_to("curl")  # Debian links some doc folders to others
     base_image.slim(tmp_path)
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    assert left == ["usr/bin/curl", "usr/share/doc/curl/copyright", "usr/share/locale/locale.alias",
+    assert left == ["etc/apt/apt.conf.d/docker-clean", "usr/bin/curl", "usr/share/doc/curl/copyright",
+                    "usr/share/locale/locale.alias",
                     "var/cache/apt/archives/lock", "var/lib/apt/lists/lock"]
     assert (tmp_path / "usr/share/doc/libcurl4").is_symlink()
+    assert 'Dir::Cache::pkgcache "";' in (tmp_path / "etc/apt/apt.conf.d/docker-clean").read_text()
 
 
 def test_without_root_the_learner_gets_the_commands_to_run():
