@@ -47,6 +47,62 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_until_interrupted(started: object, lines: list[str], check: bool, base_url: str, key: str,
+                             model: str) -> int:
+    """Print where it runs; with --check ask one question through the gateway, else wait for Ctrl-C."""
+    import time
+
+    from slmlab.deploy.run import ask
+
+    for line in lines:
+        print(line)
+    if check:
+        answer = ask(base_url, key, model)
+        print(f"asked through the gateway ({answer['seconds']} s, {answer['completion_tokens']} tokens): "
+              f"{answer['text']!r}")
+        return 0
+    print("running; Ctrl-C stops and removes everything")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the engine and gateway containers as the manifests harden them, on 127.0.0.1."""
+    from slmlab.containers.runtime import find_runtime
+    from slmlab.deploy.run import BundleRun, bundle_api_key
+
+    key, key_file = bundle_api_key(args.folder)
+    with BundleRun(args.folder, find_runtime(), components=args.only or ("engine", "gateway"), api_key=key) as run:
+        lines = [f"{box.name}: {box.url()} (ready in {box.startup_s:.1f} s)" for box in (run.engine, run.gateway)
+                 if box is not None]
+        lines.append(f"API key: {key_file}")
+        base = run.base_url if run.gateway else (run.engine.url() + "/v1" if run.engine else "")
+        return _serve_until_interrupted(run, lines, args.check, base, run.api_key, run.plan.served_name)
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    """podman kube play of the Deployments, their Secret and ConfigMap; the rest validated, not run."""
+    from slmlab.containers.runtime import find_runtime
+    from slmlab.deploy.check import check_dir
+    from slmlab.deploy.play import BundlePlay, not_played
+    from slmlab.deploy.run import bundle_api_key
+
+    key, key_file = bundle_api_key(args.folder)
+    with BundlePlay(args.folder, find_runtime(), api_key=key) as play:
+        lines = [f"{pod.name}: {play.url(component)} ({play.healthcheck(component)})"
+                 for component, pod in play.pods.items()]
+        lines += [f"changed for podman: {change}" for change in play.changes]
+        lines += [f"not run by podman: {subject} ({why})" for subject, why in not_played(play.manifests)]
+        report = check_dir(args.folder)
+        lines.append("validated instead: " + ("every checker passed" if report.ok else "\n" + report.summary()))
+        lines.append(f"API key (the Secret's api-key, mounted as a file): {key_file}")
+        return _serve_until_interrupted(play, lines, args.check, play.base_url, key, play.plan.served_name)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `deploy render` and `deploy check` to the `slmlab` command."""
     deploy = subparsers.add_parser("deploy", help="render and validate Dockerfiles, compose and Kubernetes manifests")
@@ -78,3 +134,19 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
                        "image (default: the bundled model, or the ONNX folder `slmlab setup onnx` cached)")
     build.add_argument("--only", choices=("engine", "gateway"), action="append", help="build only this image")
     build.set_defaults(func=cmd_build)
+    run = sub.add_parser("run", help="run the built engine and gateway, hardened as the manifests say, on 127.0.0.1",
+                         description="Run the images `slmlab deploy build` made with the flags the Kubernetes "
+                                     "manifests imply: user, read-only root, no capabilities, tmpfs for emptyDirs, "
+                                     "the Secret as a read-only file (secrets/api-keys), memory and CPU limits.")
+    run.add_argument("folder", metavar="DIR", help="a rendered and built folder")
+    run.add_argument("--only", choices=("engine", "gateway"), action="append", help="run only this one")
+    run.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
+    run.set_defaults(func=cmd_run)
+    play = sub.add_parser("play", help="podman kube play the Deployments with their Secret and ConfigMap",
+                          description="`podman kube play` of the rendered engine and gateway Deployments with a Secret "
+                                      "(the key in secrets/api-keys) and the gateway's ConfigMap. Services, the HPA, "
+                                      "PodDisruptionBudgets and NetworkPolicies are not run by podman: they are "
+                                      "validated instead. Everything is removed when it stops.")
+    play.add_argument("folder", metavar="DIR", help="a rendered and built folder")
+    play.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
+    play.set_defaults(func=cmd_play)

@@ -102,16 +102,44 @@ def ready_path(deploy: dict[str, Any]) -> str:
     return str(((box.get("readinessProbe") or {}).get("httpGet") or {}).get("path", "/"))
 
 
+def ask(base_url: str, api_key: str, model: str, prompt: str = "Say hello in five words.",
+        max_tokens: int = 24) -> dict[str, Any]:
+    """One chat request with the official openai client: the answer, its usage and how long it took."""
+    import time
+
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", max_retries=0, timeout=120)
+    begin = time.perf_counter()
+    answer = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
+                                            max_tokens=max_tokens, temperature=0)
+    return {"text": answer.choices[0].message.content, "seconds": round(time.perf_counter() - begin, 3),
+            "completion_tokens": answer.usage.completion_tokens if answer.usage else None, "model": answer.model}
+
+
+def bundle_api_key(folder: str | Path) -> tuple[str, Path]:
+    """The bundle's API key from secrets/api-keys (the file compose mounts), written with a new key when missing."""
+    path = Path(folder) / "secrets" / "api-keys"
+    if path.is_file() and path.read_text(encoding="utf-8").strip():
+        return path.read_text(encoding="utf-8").strip().splitlines()[0].strip(), path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    key = secrets.token_hex(24)
+    path.write_text(key + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return key, path
+
+
 class BundleRun:
     """The engine and the gateway of a rendered bundle, running; everything is removed on exit."""
 
     def __init__(self, folder: str | Path, runtime: Runtime, components: Sequence[str] = ("engine", "gateway"),
                  engine_memory_mb: int | None = None, restart: str | None = None,
-                 startup_timeout: float | None = None) -> None:
+                 startup_timeout: float | None = None, api_key: str | None = None) -> None:
         self.folder, self.runtime, self.components = Path(folder), runtime, tuple(components)
         self.plan: Plan = bundle_plan(self.folder)
         self.names = names(self.plan)
-        self.api_key = secrets.token_hex(24) if self.plan.spec.auth == "api-key" else ""
+        self.api_key = (api_key or secrets.token_hex(24)) if self.plan.spec.auth == "api-key" else ""
         self.engine_memory_mb, self.restart = engine_memory_mb, restart
         self.startup_timeout = startup_timeout or float(self.plan.engine.startup_seconds)
         self.engine: Container | None = None
