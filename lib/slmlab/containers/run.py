@@ -93,6 +93,8 @@ class Container:
         self.headers = dict(headers or {})
         self.host_ports: dict[int, int] = {}
         self.startup_s: float | None = None
+        self.last_state: dict[str, Any] = {}  # the State read last (kept when it failed to start)
+        self.id = ""  # the container's id, once started
 
     @property
     def name(self) -> str:
@@ -115,7 +117,9 @@ class Container:
             self.host_ports[inside] = host if host is not None else free_port()
         self.runtime.run(["rm", "-f", self.name], check=False, timeout=60)  # a leftover of an interrupted run
         begin = time.perf_counter()
-        self.runtime.run(run_args(self.spec, self.host_ports), timeout=120, what=f"Starting container {self.name}")
+        started = self.runtime.run(run_args(self.spec, self.host_ports), timeout=120,
+                                   what=f"Starting container {self.name}")
+        self.id = started.stdout.strip().splitlines()[-1] if started.stdout.strip() else self.name
         _STARTED[self.name] = self.runtime
         if self.ready_path is not None:
             try:
@@ -131,8 +135,10 @@ class Container:
         while True:
             state = self.state()
             if state.get("Status") in ("exited", "stopped", "dead") and not self.spec.restart:
-                raise SlmLabError(f"Container {self.name} exited (code {state.get('ExitCode')}) before it was ready:"
-                                  f"\n{last_lines(self.logs(), 15)}", "Its last lines are above.")
+                state = self.exit_state()
+                raise SlmLabError(f"Container {self.name} {exit_reason(state, self.spec.memory_mb)} before it was "
+                                  f"ready:\n{last_lines(self.logs(), 15)}", "Its last lines are above." + (
+                                      " Raise its memory limit." if state.get("OOMKilled") else ""))
             if _answers(url, self.headers):
                 self.startup_s = time.perf_counter() - begin
                 return
@@ -144,7 +150,21 @@ class Container:
     def state(self) -> dict[str, Any]:
         """The runtime's State object: Status, ExitCode, OOMKilled, Pid, ..."""
         done = self.runtime.run(["inspect", "--format", "{{json .State}}", self.name], check=False, timeout=60)
-        return json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip() else {}
+        if done.returncode == 0 and done.stdout.strip():
+            self.last_state = json.loads(done.stdout)
+            return self.last_state
+        return {}
+
+    def exit_state(self) -> dict[str, Any]:
+        """The State after it stopped, with OOMKilled also true when the kernel's log says it killed the container
+        (podman does not always notice: with cgroups v1 its OOMKilled stays false); `KernelLog` holds that line."""
+        state = dict(self.state() or self.last_state)
+        if state.get("ExitCode") == 137 and not state.get("OOMKilled") and self.id:
+            line = kernel_oom_line(self.id)
+            if line:
+                state.update(OOMKilled=True, KernelLog=line)
+        self.last_state = state
+        return state
 
     def inspect(self) -> dict[str, Any]:
         """The whole `inspect` document."""
@@ -166,6 +186,38 @@ class Container:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+def exit_reason(state: Mapping[str, Any], memory_mb: int | None = None) -> str:
+    """"exited (code 3)", or with 137 and the kernel's word: "was OOM-killed (exit 137; memory limit 313 MiB)"."""
+    code = state.get("ExitCode")
+    if state.get("OOMKilled"):
+        limit = f"; memory limit {memory_mb} MiB" if memory_mb else ""
+        return f"was killed by the kernel's OOM killer (exit {code}{limit})"
+    return f"exited (code {code})"
+
+
+def kernel_oom_line(container_id: str) -> str:
+    """The kernel's "Memory cgroup out of memory: Killed process …" line for this container ("" when the kernel log
+    cannot be read or has none): the OOM kill names the container's cgroup, which holds its id."""
+    import subprocess
+
+    try:
+        log = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=30).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    for i, line in enumerate(log):
+        if "oom-kill:" in line and container_id in line:
+            killed = next((later for later in log[i:i + 5] if "Killed process" in later), "")
+            return killed.split("] ", 1)[-1].strip()
+    return ""
+
+
+def peak_memory_bytes(runtime: Runtime, name: str) -> int:
+    """The most memory the container's cgroup has used so far (cgroup v2 memory.peak, or v1 max_usage_in_bytes)."""
+    out = runtime.output(["exec", name, "sh", "-c", "cat /sys/fs/cgroup/memory.peak 2>/dev/null || "
+                          "cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes"], what=f"Reading {name}'s memory")
+    return int(out.split()[0])
 
 
 def _answers(url: str, headers: Mapping[str, str]) -> bool:

@@ -182,10 +182,12 @@ class BundleRun:
             self._network.__enter__()
             if "engine" in specs:
                 self.engine = Container(self.runtime, specs["engine"][0], specs["engine"][1],
-                                        startup_timeout=self.startup_timeout).start()
+                                        startup_timeout=self.startup_timeout)
+                self.engine.start()
             if "gateway" in specs:
                 self.gateway = Container(self.runtime, specs["gateway"][0], specs["gateway"][1],
-                                         startup_timeout=self.startup_timeout).start()
+                                         startup_timeout=self.startup_timeout)
+                self.gateway.start()
         except BaseException:
             self.__exit__()
             raise

@@ -59,9 +59,10 @@ def context(plan: Plan) -> dict[str, Any]:
     }
 
 
-def extra_requirements(*extras: str) -> list[str]:
+def extra_requirements(*extras: str, leave_out: tuple[str, ...] | list[str] = ()) -> list[str]:
     """The pinned requirements of slmlab's extras (e.g. "serve"), read from the installed package's metadata (so
-    pyproject.toml stays the one source): what the app's image installs beside slmlab itself."""
+    pyproject.toml stays the one source): what the app's image installs beside slmlab itself; `leave_out` names
+    distributions the image does not need."""
     import importlib.metadata
     import re
 
@@ -76,7 +77,8 @@ def extra_requirements(*extras: str) -> list[str]:
     for requirement in requirements:
         pin, _, marker = requirement.partition(";")
         extra = re.search(r"""extra\s*==\s*["']([\w-]+)["']""", marker)
-        if extra and extra.group(1) in extras and pin.strip() not in pins:
+        name = re.split(r"[\s\[<>=!~]", pin.strip(), maxsplit=1)[0].lower()
+        if extra and extra.group(1) in extras and pin.strip() not in pins and name not in leave_out:
             pins.append(pin.strip())
     if not pins:
         raise SlmLabError(f"slmlab declares no extra named {', '.join(extras)}.", "See pyproject.toml's extras.")
