@@ -205,3 +205,36 @@ def test_the_ort_service_image_builds_offline_and_answers(rt: runtimes.Runtime,
         answer = ask(run.engine.url() + "/v1", run.api_key, MODEL)
         assert answer["text"]
         assert json.loads(rt.output(["inspect", "--format", "{{json .HostConfig.ReadonlyRootfs}}", run.engine.name]))
+
+
+@needs_runtime
+@needs_engine
+def test_memory_drill_the_computed_limit_holds_and_too_little_is_an_oom_kill(
+        rt: runtimes.Runtime, bundle: tuple[Path, dict]) -> None:
+    from slmlab.deploy.drills import memory_drill
+
+    folder, _ = bundle
+    trials = memory_drill(folder, rt, prompt_tokens=1500)
+    for trial in trials:
+        print(trial.line(), trial.kernel)
+    computed, below, anonymous = trials
+    assert computed.held and computed.load_peak_mi is not None and computed.load_peak_mi < computed.limit_mi
+    assert computed.process_peak_mi is not None and computed.process_peak_mi < computed.limit_mi
+    # 30 % below the footprint: held (the kernel takes back the mapped model's pages) or OOM-killed, and said so
+    assert below.held or (below.oom_killed and below.exit_code == 137)
+    assert anonymous.oom_killed and anonymous.exit_code == 137 and "under load" in anonymous.outcome
+    assert "killed by the kernel's OOM killer" in anonymous.outcome
+
+
+@needs_runtime
+@needs_engine
+def test_fault_drill_the_engine_comes_back_and_a_retrying_client_loses_nothing(
+        rt: runtimes.Runtime, bundle: tuple[Path, dict]) -> None:
+    from slmlab.deploy.drills import fault_drill
+
+    folder, _ = bundle
+    drill = fault_drill(folder, rt, requests=10)
+    print("\n".join(drill.lines()))
+    assert drill.restarts >= 1 and drill.down_seconds is not None and drill.down_seconds < 60
+    assert drill.lost == 0
+    assert drill.probe_statuses and drill.probe_statuses.get(502, 0) >= 1 and drill.retry_after == {"1"}

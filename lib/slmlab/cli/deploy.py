@@ -103,6 +103,23 @@ def cmd_play(args: argparse.Namespace) -> int:
         return _serve_until_interrupted(play, lines, args.check, play.base_url, key, play.plan.served_name)
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    """The memory drill (OOM) and/or the fault drill (engine killed under load) on a built bundle."""
+    from slmlab.containers.runtime import find_runtime
+    from slmlab.deploy.drills import fault_drill, memory_drill
+
+    runtime = find_runtime()
+    if args.memory or not args.fault:
+        for trial in memory_drill(args.folder, runtime, prompt_tokens=args.prompt_tokens):
+            print(trial.line())
+            if trial.kernel:
+                print(f"    kernel: {trial.kernel}")
+    if args.fault or not args.memory:
+        for line in fault_drill(args.folder, runtime).lines():
+            print(line)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `deploy render` and `deploy check` to the `slmlab` command."""
     deploy = subparsers.add_parser("deploy", help="render and validate Dockerfiles, compose and Kubernetes manifests")
@@ -150,3 +167,13 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
     play.add_argument("folder", metavar="DIR", help="a rendered and built folder")
     play.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
     play.set_defaults(func=cmd_play)
+    drill = sub.add_parser("drill", help="break the running bundle: too little memory (OOM), the engine killed",
+                           description="--memory: the engine under its computed memory limit, 30 %% below it, and "
+                                       "below its anonymous memory, each under long-context requests (peaks measured, "
+                                       "OOM kills named with the kernel's line). --fault: the engine killed under load "
+                                       "with `restart: always`; what a client with and without retries sees.")
+    drill.add_argument("folder", metavar="DIR", help="a rendered and built llama.cpp folder")
+    drill.add_argument("--memory", action="store_true", help="only the memory drill")
+    drill.add_argument("--fault", action="store_true", help="only the fault drill")
+    drill.add_argument("--prompt-tokens", type=int, default=2000, help="tokens per long request (default 2000)")
+    drill.set_defaults(func=cmd_drill)

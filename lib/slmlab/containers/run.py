@@ -220,6 +220,36 @@ def peak_memory_bytes(runtime: Runtime, name: str) -> int:
     return int(out.split()[0])
 
 
+def evict_from_page_cache(runtime: Runtime, image: str, path: str) -> bool:
+    """Drop a file of an image from the page cache (as on a node that never read it), so that the next container
+    to read it is charged for its pages. podman as root only (`image mount`); False where it cannot."""
+    import os
+
+    if runtime.name != "podman" or not hasattr(os, "posix_fadvise"):
+        return False
+    mounted = runtime.run(["image", "mount", image], check=False, timeout=60)
+    if mounted.returncode != 0 or not mounted.stdout.strip():
+        return False
+    try:
+        fd = os.open(Path(mounted.stdout.strip()) / path.lstrip("/"), os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        runtime.run(["image", "unmount", image], check=False, timeout=60)
+
+
+def process_peak_bytes(runtime: Runtime, name: str) -> int:
+    """The container's main process's peak resident memory (VmHWM: its anonymous memory and the file pages it
+    maps, such as a mmap-ed model, wherever the kernel charged those)."""
+    out = runtime.output(["exec", name, "sh", "-c", "grep VmHWM /proc/1/status"], what=f"Reading {name}'s memory")
+    return int(out.split()[1]) * 1024
+
+
 def _answers(url: str, headers: Mapping[str, str]) -> bool:
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=dict(headers)), timeout=3) as response:
