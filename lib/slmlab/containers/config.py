@@ -108,7 +108,7 @@ def require_config() -> Path:
     path = config_path()
     version = config_version(path)
     if version != CONFIG_VERSION:
-        state = "is missing" if version is None and not path.exists() else f"is out of date (version {version})"
+        state = "are missing" if version is None and not path.exists() else f"are out of date (version {version})"
         raise SlmLabError(f"The course's podman settings ({path}) {state}.",
                           "Run `slmlab setup containers` once: it writes them (runc, ulimits) and builds the base "
                           "image.")

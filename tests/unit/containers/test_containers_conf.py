@@ -44,10 +44,10 @@ def test_written_under_the_course_cache_and_then_required_without_error(cache):
 
 
 def test_a_missing_or_older_file_names_the_setup_command(cache):
-    with pytest.raises(SlmLabError, match="is missing") as err:
+    with pytest.raises(SlmLabError, match="are missing") as err:
         config.require_config()
     assert "slmlab setup containers" in err.value.hint
     path = config.write_config()
     path.write_text(path.read_text().replace(f"version: {config.CONFIG_VERSION}", "version: 0"))
-    with pytest.raises(SlmLabError, match=r"out of date \(version 0\)"):
+    with pytest.raises(SlmLabError, match=r"are out of date \(version 0\)"):
         config.require_config()
