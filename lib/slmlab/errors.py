@@ -26,6 +26,13 @@ class UpstreamError(SlmLabError):
     """
 
 
+class MachineTooSmall(SlmLabError):
+    """This machine (or its container) lacks the memory a notebook's next step needs: a clean, explained stop.
+
+    The course's runner reports a notebook stopped by it as skipped, not failed.
+    """
+
+
 def did_you_mean(wanted: object, choices: Iterable[str], n: int = 3, cutoff: float = 0.5) -> str:
     """``"Did you mean 'a', 'b'? "`` for the closest of ``choices`` to ``wanted`` (case does not matter; the choices
     come back as spelled), or ``""`` when none is close."""

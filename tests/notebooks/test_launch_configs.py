@@ -1,4 +1,4 @@
-"""README, .ci/run, environment.yml (Binder) and devcontainer.json (Codespaces) install the same thing."""
+"""README, ./lab, .ci/run, Binder (environment.yml, apt.txt, postBuild) and Codespaces (devcontainer.json) agree."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ pytestmark = pytest.mark.fast
 ROOT = Path(__file__).resolve().parents[2]
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 NO_AMX = '-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'
-CI_PHASES = ["venv+torch", "pip install", "system packages", "ONNX models", "vLLM venv", "fast tests",
-             "unit/integration tests", "notebooks"]
+# ./lab's system packages that Binder's apt.txt leaves out, each with its reason (apt.txt says it too)
+NOT_FOR_BINDER = {"chromium": "Ubuntu has it only as a snap", "chromium-driver": "Ubuntu has it only as a snap"}
+CI_PHASES = ["venv+torch", "pip install", "system packages", "ONNX models", "llama.cpp tools", "containers",
+             "vLLM venv", "fast tests", "unit/integration tests", "notebooks"]
 
 
 def pyproject_requirements() -> set[str]:
@@ -62,35 +64,68 @@ def test_environment_yml_installs_exactly_pyprojects_dependencies_with_cpu_torch
     assert {str(Requirement(p)) for p in pip if not p.startswith("-")} == pyproject_requirements()
 
 
-def test_binder_scripts_install_the_package_and_cap_threads():
-    post_build = (ROOT / "postBuild").read_text()
-    assert "pip install --no-deps -e ." in post_build
-    assert readme_block("Prebuilt ONNX models") == ["slmlab setup onnx"]
-    assert "slmlab setup onnx" in post_build.splitlines()
-    assert "OMP_NUM_THREADS=1" in (ROOT / "start").read_text() and 'exec "$@"' in (ROOT / "start").read_text()
-    for script in ("postBuild", "start"):
+def lab(*args: str) -> list[str]:
+    """What `./lab ARGS` prints (only `commands` and `--help`: nothing is set up)."""
+    run = subprocess.run([str(ROOT / "lab"), *args], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.splitlines()
+
+
+def lab_functions(script: str) -> str:
+    """Run bash lines after sourcing ./lab (which then only defines its tables and functions)."""
+    run = subprocess.run(["bash", "-c", f'source "{ROOT}/lab"\n{script}'], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def lab_table(name: str) -> list[list[str]]:
+    """A table of ./lab (SETUP_STEPS or TEST_GROUPS): its rows' fields."""
+    lines = lab_functions(f'for row in "${{{name}[@]}}"; do for n in 0 1 2 3; do printf "%s|" "$(field "$row" $n)"; '
+                          f'done; echo; done').splitlines()
+    return [line.split("|")[:4] for line in lines]
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_exactly_the_test_one():
+    assert readme_block("Set up") == ["./lab", "./lab test"]
+    assert readme_block("Open the course") == ["./lab"]
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    commands = [line for line in ci if line and not line.startswith("#")]
+    assert commands == ['cd "$(dirname "$0")/.." || exit 1', "./lab test"], "CI runs exactly the README's command"
+    for script in ("lab", ".ci/run", "postBuild", "start"):
         assert (ROOT / script).stat().st_mode & 0o111, f"{script} must be executable"
 
 
-def test_readme_setup_installs_cpu_torch_then_everything():
-    setup = readme_block("Set up")
-    assert any(f"--index-url {CPU_INDEX} torch==" in line for line in setup)
-    assert setup[-1] == 'pip install -e ".[all]"'
+def test_readme_by_hand_is_what_lab_runs():
+    by_hand = readme_block("Set up by hand")
+    assert by_hand == [line for line in lab("commands") if not line.startswith("#")]
     torch_pin = next(r for r in pyproject_requirements() if r.startswith("torch=="))
-    assert any(line.endswith(torch_pin) for line in setup), "README's torch must match pyproject's pin"
-    # llama.cpp is compiled by the last line, without AMX on x86 (ldtilecfg faults on some VMs)
-    assert f'export CFLAGS="{NO_AMX}" CXXFLAGS="{NO_AMX}"' in setup[-2] and "x86_64" in setup[-2]
-    assert readme_block("Open the course") == ["jupyter lab labs/"]
+    assert by_hand[1] == f"pip install --no-deps --index-url {CPU_INDEX} {torch_pin}"
+    # llama.cpp is compiled by the pip line after it, without AMX on x86 (ldtilecfg faults on some VMs)
+    assert f'export CFLAGS="{NO_AMX}" CXXFLAGS="{NO_AMX}"' in by_hand[2] and "x86_64" in by_hand[2]
+    assert by_hand[3] == 'pip install -e ".[all]"'
+    assert f"NO_AMX=\"{NO_AMX}\"" in (ROOT / "lab").read_text()  # the flags the set-up exports are these
+    code = [line for line in (ROOT / "lab").read_text().splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in code if "no-cache-dir" in line]  # pip keeps the compiled llama-cpp-python wheel
 
 
-def test_ci_runs_the_readme_commands_verbatim_and_in_order():
-    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
-    blocks = ("Set up", "Prebuilt ONNX models", "Servers for parts 2 and 3 (Debian/Ubuntu)", "Run the tests")
-    for name in blocks:
-        at = -1
-        for line in readme_block(name):
-            assert line in ci[at + 1 :], f".ci/run lacks the README line (or has it out of order): {line}"
-            at = ci.index(line, at + 1)
+def test_lab_runs_the_readme_test_groups_in_order():
+    expressions = [shlex.split(line)[2] for line in readme_block("Run the tests")]
+    assert [group[3] for group in lab_table("TEST_GROUPS")] == expressions
+
+
+def test_binder_installs_what_it_can_of_labs_system_packages_and_runs_its_setup():
+    apt = [line.partition("#")[0].strip() for line in (ROOT / "apt.txt").read_text().splitlines()]
+    apt = [package for package in apt if package]
+    system = lab_functions('echo "${SYSTEM_PACKAGES[*]}"').split()
+    assert set(apt) == set(system) - set(NOT_FOR_BINDER) and "snap" in (ROOT / "apt.txt").read_text()
+    post_build = [line.strip() for line in (ROOT / "postBuild").read_text().splitlines()]
+    setup = next(line for line in post_build if line.startswith("./lab"))
+    words = setup.split()
+    assert words[:3] == ["./lab", "setup", "--no-venv"]
+    skipped = {words[i + 1] for i, word in enumerate(words) if word == "--skip"}
+    assert skipped == {"vllm", "containers"}  # vLLM needs ~3.8 GB; a Binder session has 2 GB and no container engine
+    assert skipped <= {step[0] for step in lab_table("SETUP_STEPS")}
+    assert "OMP_NUM_THREADS=1" in (ROOT / "start").read_text() and 'exec "$@"' in (ROOT / "start").read_text()
 
 
 def test_the_readme_test_groups_are_the_whole_suite_each_test_in_one_group():
@@ -111,44 +146,40 @@ def test_the_readme_test_groups_are_the_whole_suite_each_test_in_one_group():
         assert len(chosen) == 1, f"a test marked {sorted(names) or 'nothing'} runs in {len(chosen)} groups: {chosen}"
 
 
-def ci_functions(script: str) -> str:
-    """Run bash lines after sourcing .ci/run (which then only defines its phases and functions)."""
-    run = subprocess.run(["bash", "-c", f'source "{ROOT}/.ci/run"\n{script}'], capture_output=True, text=True,
-                         timeout=30)
-    assert run.returncode == 0, run.stderr
-    return run.stdout
-
-
-def test_ci_phases_have_budgets_that_fit_ci():
-    phases = ci_functions('printf "%s\\n" "${PHASES[@]}"; echo "${BUDGETS[*]}"; echo "$CI_MINUTES"').splitlines()
+def test_phases_have_budgets_that_fit_ci():
+    phases = lab_functions('printf "%s\\n" "${PHASES[@]}"; echo "${BUDGETS[*]}"; echo "$CI_MINUTES"').splitlines()
     budgets, total = [int(b) for b in phases[-2].split()], int(phases[-1])
-    assert phases[:-2] == CI_PHASES and len(budgets) == len(CI_PHASES) and all(b > 0 for b in budgets)
+    steps, groups = lab_table("SETUP_STEPS"), lab_table("TEST_GROUPS")
+    assert phases[:-2] == [row[2] for row in steps + groups] == CI_PHASES
+    assert budgets == [int(row[1]) for row in steps + groups] and all(b > 0 for b in budgets)
     assert total == 90 and sum(budgets) <= total
-    ci = (ROOT / ".ci" / "run").read_text()
-    assert all(f'begin_phase "{phase}"' in ci for phase in CI_PHASES)
 
 
-def test_ci_timing_table_names_the_phases_that_went_over():
-    table = ci_functions("""
-        SECONDS=0; begin_phase "venv+torch"; SECONDS=600; begin_phase "pip install"; SECONDS=700
-        begin_phase "fast tests"; SECONDS=760; record_tests 1; begin_phase "notebooks"; SECONDS=900; record_tests 5
+def test_timing_table_names_the_phases_that_went_over():
+    clock = "now() { echo \"$T\"; }; T=0"  # the table's clock, set by hand
+    table = lab_functions(clock + """
+        begin_phase "venv+torch"; T=600; begin_phase "pip install"; T=700
+        begin_phase "fast tests"; T=760; record_tests 1; begin_phase "notebooks"; T=900; record_tests 5
         finish_phase ok; timing_table""")
     rows = {line[:24].strip(): line[24:].split() for line in table.splitlines()[2:-1]}
-    assert rows["venv+torch"][:3] == ["10.0", "3", "ok"] and rows["pip install"][:3] == ["1.7", "20", "ok"]
-    assert rows["system packages"] == ["-", "4", "not", "run"]
+    assert rows["venv+torch"][:3] == ["10.0", "2", "ok"] and rows["pip install"][:3] == ["1.7", "10", "ok"]
+    assert rows["system packages"] == ["-", "3", "not", "run"]
     assert rows["fast tests"][2:] == ["failed", "(pytest", "exit", "1)"]
     assert rows["notebooks"][2:4] == ["no", "tests"] and rows["total"] == ["15.0", "90"]
-    assert table.splitlines()[-1] == "over budget: venv+torch (10.0 of 3 min)"
-    assert ci_functions('begin_phase "ONNX models"; finish_phase ok; timing_table').splitlines()[-1] == (
+    assert table.splitlines()[-1] == "over budget: venv+torch (10.0 of 2 min)"
+    assert lab_functions(clock + '; begin_phase "ONNX models"; finish_phase ok; timing_table').splitlines()[-1] == (
         "every phase within its budget")
 
 
-def test_devcontainer_runs_the_readme_setup_and_a_real_ollama():
+def test_devcontainer_runs_lab_with_docker_a_real_ollama_and_the_size_the_readme_states():
     config = json.loads((ROOT / ".devcontainer" / "devcontainer.json").read_text())
-    assert "python:1-3.11" in config["image"]
-    commands = [c.strip() for c in config["postCreateCommand"].split("&&")]
-    # Codespaces builds llama.cpp as it is (no AMX workaround there): the other set-up lines, in order
-    venv_free_setup = [line for line in readme_block("Set up") if "venv" not in line and "CFLAGS" not in line]
-    assert commands[: len(venv_free_setup)] == venv_free_setup
+    assert "python:1-3.11-bookworm" in config["image"]  # Debian 12, as tested here
+    assert config["postCreateCommand"] == "./lab --no-open"
+    assert config["remoteEnv"]["PATH"].startswith("${containerWorkspaceFolder}/.venv/bin:")  # lab's venv in terminals
     assert any("ollama" in feature for feature in config["features"])
-    assert int(config["hostRequirements"]["memory"].removesuffix("gb")) >= 8
+    assert any("docker" in feature for feature in config["features"])
+    size = config["hostRequirements"]
+    cpus, memory, storage = size["cpus"], *(int(size[key].removesuffix("gb")) for key in ("memory", "storage"))
+    assert memory >= 8
+    platforms = (ROOT / "README.md").read_text().split("## Platforms\n", 1)[1].split("\n## ", 1)[0]
+    assert f"{cpus} cores, {memory} GB of memory and {storage} GB" in " ".join(platforms.split())

@@ -42,6 +42,7 @@ from slmlab.course import check_cells
 from slmlab.course.build import build_lab
 from slmlab.course.execute import (
     PeakRSS,
+    RunResult,
     declared_parameters,
     execute_tolerantly,
     parse_parameters,
@@ -85,6 +86,47 @@ PARAMETER_DEPENDENT_OUTPUTS: dict[str, dict[str, str]] = {
 }
 
 
+# The notebooks whose defaults run other code than CI's parameters (fast=True, max_tokens=16): CI runs them a
+# second time with their defaults, as a learner gets them. What the defaults add:
+DEFAULTS_DIFFER: dict[str, str] = {
+    "01-foundations/01-slm-landscape": "loads the model at n_ctx 512 and 8192 (CI: 2048 only)",
+    "01-foundations/02-model-acquisition": "assembles the second bundled model, gemma-3-270m (CI skips it)",
+    "01-foundations/04-onnx-and-olive": "the int8 ONNX variant too (CI: fp32 and int4)",
+    "02-local/02-ollama-modelfiles": "the tutor and plain-chat Modelfiles, and the cells CI skips",
+    "03-cloud/02-containers-and-kubernetes": "every serving image (CI: llama.cpp and vLLM)",
+    "03-cloud/05-security-hardening": "every red-team case (CI: a subset)",
+    "03-cloud/06-scaling-and-load-balancing": "the vertical-scaling comparison: one more server, two load tests",
+}
+# ... and those whose defaults differ only in counts (repeats, requests, examples, concurrency levels) and
+# max_tokens: the same code runs, so the CI run covers them.
+CI_PARAMETERS_SUFFICE: dict[str, str] = {
+    "00-setup-check": "the Ollama probe's timeout",
+    "01-foundations/03-quantization-llamacpp": "7 quantization types instead of 3 through the same calls, every "
+                                               "evaluation task, a 1024-token window (~5 min more)",
+    "01-foundations/05-developer-apis": "how many tokens the agreement check compares",
+    "02-local/01-ollama": "rounds of the timing loop",
+    "02-local/03-foundry-local": "repeats of the timing loop",
+    "02-local/04-compare-and-benchmark": "prompts (CI: one; transformers runs in both)",
+    "02-local/05-api-integration": "the story's prompt and max_tokens",
+    "02-local/06-testing-slm-apps": "examples, golden tickets, timing calls and evaluated cases",
+    "03-cloud/01-vllm-openai-server": "the concurrency levels (1, 4) vs (1, 4, 8) and request counts",
+    "03-cloud/03-onnx-runtime-service": "requests and the load test's time limit",
+    "03-cloud/04-monitoring": "requests in the load test",
+}
+BINDER_MEMORY_BYTES = 2 * 1024**3  # mybinder.org's limit: every solution must fit it or stop cleanly
+
+
+def can_limit_memory() -> bool:
+    """True where a memory cgroup can be made (root, a memory controller): CI and this machine."""
+    from slmlab.course.memory_limit import MemoryCgroup
+
+    try:
+        with MemoryCgroup(BINDER_MEMORY_BYTES):
+            return True
+    except SlmLabError:
+        return False
+
+
 def ci_parameters(path: Path) -> dict:
     """The CI parameters this notebook declares."""
     declared = declared_parameters(path)
@@ -107,14 +149,9 @@ def notebook_key(path: Path) -> str:
     return path.relative_to(folder).with_suffix("").as_posix()
 
 
-@pytest.mark.slow
-@pytest.mark.notebooks
-@pytest.mark.parametrize("solution", solutions(), ids=lambda p: p.stem)
-def test_solution_runs_with_papermill_and_passes_every_check(solution: Path, tmp_path: Path, request):
-    """The one run of a solution in CI: its checks pass and its checked outputs are the saved ones."""
-    [result] = run_notebooks([solution], ci_parameters(solution), output_dir=tmp_path, cell_timeout=300,
-                             progress_bar=False)
-    request.config.stash[NOTEBOOK_RUNS].append(result)
+def check_solution_run(solution: Path, result: RunResult, skip_outputs: list[str]) -> None:
+    """A solution's run passed its checks (each printed ✓), saved no widget JSON, and its checked outputs match
+    the saved ones except the cells in `skip_outputs`."""
     assert result.ok, f"{solution.name}: {result.error}"
     assert result.seconds > 0 and result.peak_rss_bytes > 50e6  # a kernel with a model loaded
     executed = nbformat.read(result.output, as_version=4)
@@ -126,9 +163,51 @@ def test_solution_runs_with_papermill_and_passes_every_check(solution: Path, tmp
     for cell in executed.cells:
         for output in cell.get("outputs", []):
             assert WIDGET_MIME not in output.get("data", {}), "a headless run saved widget JSON"
-    skip = PARAMETER_DEPENDENT_OUTPUTS.get(notebook_key(solution), {})
-    differences = output_differences(solution, result.output, sanitize_file=SANITIZE_FILE, skip=list(skip))
+    differences = output_differences(solution, result.output, sanitize_file=SANITIZE_FILE, skip=skip_outputs)
     assert not differences, "\n\n".join(map(str, differences))
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+@pytest.mark.parametrize("solution", solutions(), ids=lambda p: p.stem)
+def test_solution_runs_with_papermill_and_passes_every_check(solution: Path, tmp_path: Path, request):
+    """The one run of a solution in CI, inside Binder's 2 GB (a memory cgroup, where this machine has one): its
+    checks pass and its checked outputs are the saved ones. A notebook that needs more must stop cleanly at
+    its first cells (MachineTooSmall, nothing heavy started); it then runs again without the limit."""
+    limit = BINDER_MEMORY_BYTES if can_limit_memory() else None
+    [result] = run_notebooks([solution], ci_parameters(solution), output_dir=tmp_path, cell_timeout=300,
+                             progress_bar=False, memory_limit_bytes=limit)
+    if result.status == "skipped":
+        assert "MachineTooSmall" in result.error and result.cgroup_peak_bytes < 1e9, result
+        print(f"{solution.name}: stops cleanly at 2 GB ({result.seconds:.1f} s): {result.error}")
+        [result] = run_notebooks([solution], ci_parameters(solution), output_dir=tmp_path / "unlimited",
+                                 cell_timeout=300, progress_bar=False)
+    request.config.stash[NOTEBOOK_RUNS].append(result)
+    check_solution_run(solution, result, list(PARAMETER_DEPENDENT_OUTPUTS.get(notebook_key(solution), {})))
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+@pytest.mark.parametrize("solution", [p for p in solutions() if notebook_key(p) in DEFAULTS_DIFFER],
+                         ids=lambda p: p.stem)
+def test_solution_runs_with_its_own_defaults(solution: Path, tmp_path: Path):
+    """What a learner gets: the notebooks whose defaults run other code than CI's parameters run once more with
+    their defaults (inside 2 GB where possible). Every checked output must then equal the saved one."""
+    limit = BINDER_MEMORY_BYTES if can_limit_memory() else None
+    [result] = run_notebooks([solution], {}, output_dir=tmp_path, cell_timeout=300, progress_bar=False,
+                             memory_limit_bytes=limit)
+    check_solution_run(solution, result, [])
+
+
+@pytest.mark.fast
+def test_every_solution_says_whether_its_defaults_need_a_run_of_their_own():
+    keys = {notebook_key(p) for p in solutions()}
+    classified = set(DEFAULTS_DIFFER) | set(CI_PARAMETERS_SUFFICE)
+    assert set(DEFAULTS_DIFFER).isdisjoint(CI_PARAMETERS_SUFFICE) and classified == keys, (
+        "classify each notebook in DEFAULTS_DIFFER or CI_PARAMETERS_SUFFICE (tests/notebooks/test_notebooks.py): "
+        f"missing {sorted(keys - classified)}, unknown {sorted(classified - keys)}")
+    for key in DEFAULTS_DIFFER:
+        assert "fast" in declared_parameters(SOLUTIONS / f"{key}.ipynb"), key
 
 
 @dataclass

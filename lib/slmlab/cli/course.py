@@ -34,7 +34,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from slmlab.course.execute import parse_parameters, run_notebooks, summary_table
 
     results = run_notebooks(
-        args.paths, parse_parameters(args.parameter), output_dir=args.output_dir, cell_timeout=args.cell_timeout
+        args.paths, parse_parameters(args.parameter), output_dir=args.output_dir, cell_timeout=args.cell_timeout,
+        memory_limit_bytes=parse_size(args.memory_limit) if args.memory_limit else None,
     )
     table = summary_table(results)
     print(table.drop(columns=["error"] if not any(r.error for r in results) else []).to_string(index=False))
@@ -43,6 +44,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print("\nBudgets (CI parameters on 2 cores):\n" + budget_report(results))
     return 0 if all(r.ok for r in results) else 1
+
+
+def parse_size(text: str) -> int:
+    """'2G', '1536M', '2GiB' or a number of bytes -> bytes (binary units, as cgroups and Kubernetes' Gi/Mi)."""
+    import re
+
+    from slmlab.errors import SlmLabError
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B?)\s*", text, flags=re.IGNORECASE)
+    if not match:
+        raise SlmLabError(f"--memory-limit {text!r} is not a size.", "E.g. --memory-limit 2G (or 1536M).")
+    number, unit = float(match[1]), match[2].upper()
+    return int(number * 1024 ** " KMGT".index(unit or " "))
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -79,6 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="set a notebook parameter (repeatable), e.g. -p max_tokens=16 -p fast=True")
     run.add_argument("--output-dir", default="runs", help="folder for the executed copies (default: runs)")
     run.add_argument("--cell-timeout", type=float, default=600, help="seconds one cell may run (default: 600)")
+    run.add_argument("--memory-limit", default=None, metavar="SIZE",
+                     help="run each kernel and all it starts in a memory cgroup of this size, e.g. 2G as on Binder "
+                          "(Linux, root)")
     run.set_defaults(func=cmd_run)
 
     grade = subparsers.add_parser("grade", help="grade a folder of learner notebooks into gradebook.csv")

@@ -30,6 +30,13 @@ def part_of(notebook: str | Path) -> str:
     return parent if parent not in ("", "solutions", "labs") else "setup"
 
 
+def limit_note(result: RunResult) -> str:
+    """'cgroup peak 612 of 2147 MB' for a run inside a memory limit, else ''."""
+    if not result.memory_limit_bytes:
+        return ""
+    return f"cgroup peak {(result.cgroup_peak_bytes or 0) / 1e6:.0f} of {result.memory_limit_bytes / 1e6:.0f} MB"
+
+
 def budget_rows(results: Sequence[RunResult], part_seconds: Mapping[str, float] | None = None,
                 course_seconds: float = COURSE_SECONDS, rss_bytes: float = NOTEBOOK_RSS_BYTES) -> list[dict]:
     """One row per notebook, per part and for the course: measured, budget, and whether it is within."""
@@ -40,7 +47,8 @@ def budget_rows(results: Sequence[RunResult], part_seconds: Mapping[str, float] 
         exception = RSS_EXCEPTIONS.get(name)
         rows.append({"what": f"{part_of(r.notebook)}/{name}", "seconds": round(r.seconds, 1),
                      "peak_rss_mb": round(r.peak_rss_bytes / 1e6), "budget": f"≤ {rss_bytes / 1e6:.0f} MB",
-                     "within": r.peak_rss_bytes <= rss_bytes or bool(exception), "note": exception or ""})
+                     "within": r.peak_rss_bytes <= rss_bytes or bool(exception),
+                     "note": "; ".join(filter(None, [limit_note(r), exception]))})
     parts: dict[str, float] = {}
     for r in results:
         parts[part_of(r.notebook)] = parts.get(part_of(r.notebook), 0.0) + r.seconds

@@ -150,10 +150,12 @@ class RunResult:
 
     notebook: Path
     output: Path
-    status: str  # "ok" | "failed" | "timeout" | "crashed"
+    status: str  # "ok" | "skipped" (stopped cleanly: the machine is too small) | "failed" | "timeout" | "crashed"
     seconds: float
     peak_rss_bytes: int
     error: str = ""
+    memory_limit_bytes: int | None = None  # the cgroup limit it ran under, if any
+    cgroup_peak_bytes: int | None = None  # the kernel's own count of the group's peak (page cache included)
 
     @property
     def ok(self) -> bool:
@@ -167,7 +169,8 @@ def _describe_failure(exc: BaseException, cell_timeout: float) -> tuple[str, str
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
-        return "failed", f"In [{exc.exec_count}]: {exc.ename}: {exc.evalue}"
+        status = "skipped" if exc.ename == "MachineTooSmall" else "failed"
+        return status, f"In [{exc.exec_count}]: {exc.ename}: {exc.evalue}"
     if isinstance(exc, CellTimeoutError):
         return "timeout", f"a cell ran longer than {cell_timeout:g} s"
     if isinstance(exc, DeadKernelError):
@@ -190,17 +193,39 @@ def run_notebook(
     *,
     cell_timeout: float = 600,
     progress_bar: bool = True,
+    memory_limit_bytes: int | None = None,
 ) -> RunResult:
-    """Execute one notebook with papermill (in its own folder) and write the executed copy."""
-    import papermill
+    """Execute one notebook with papermill (in its own folder) and write the executed copy.
 
+    With `memory_limit_bytes`, the kernel and all it starts run in a memory cgroup of that size (root needed).
+    """
     path, output = Path(path), Path(output)
     parameters = dict(parameters or {})
     check_parameters(path, parameters)
     output.parent.mkdir(parents=True, exist_ok=True)
-    status, error = "ok", ""
     started = time.perf_counter()
-    with headless_env(), PeakRSS() as rss:
+    if memory_limit_bytes is None:
+        with PeakRSS() as rss:
+            status, error = _papermill(path, output, parameters, cell_timeout, progress_bar, "python3")
+        return RunResult(path, output, status, time.perf_counter() - started, rss.peak_bytes, error)
+    from slmlab.course.memory_limit import MemoryCgroup
+
+    with MemoryCgroup(memory_limit_bytes) as group, group.kernelspec() as kernel_name, PeakRSS() as rss:
+        status, error = _papermill(path, output, parameters, cell_timeout, progress_bar, kernel_name)
+        if status in ("crashed", "failed") and group.oom_kills:
+            status, error = "crashed", (f"killed by the out-of-memory killer at the {memory_limit_bytes / 2**30:.1f} "
+                                        f"GB limit ({error})")
+        peak = group.peak_bytes
+    return RunResult(path, output, status, time.perf_counter() - started, rss.peak_bytes, error,
+                     memory_limit_bytes, peak)
+
+
+def _papermill(path: Path, output: Path, parameters: dict, cell_timeout: float, progress_bar: bool,
+               kernel_name: str) -> tuple[str, str]:
+    """Run papermill headlessly; (status, one-line error) of the run."""
+    import papermill
+
+    with headless_env():
         try:
             papermill.execute_notebook(
                 str(path),
@@ -209,11 +234,11 @@ def run_notebook(
                 cwd=str(path.parent.resolve()),
                 progress_bar={"desc": str(path)} if progress_bar else False,
                 execution_timeout=cell_timeout,
-                kernel_name="python3",
+                kernel_name=kernel_name,
             )
         except Exception as exc:  # noqa: BLE001 - a failed notebook is a result, not a crash of the runner
-            status, error = _describe_failure(exc, cell_timeout)
-    return RunResult(path, output, status, time.perf_counter() - started, rss.peak_bytes, error)
+            return _describe_failure(exc, cell_timeout)
+    return "ok", ""
 
 
 def run_notebooks(
@@ -223,6 +248,7 @@ def run_notebooks(
     output_dir: Path | str = "runs",
     cell_timeout: float = 600,
     progress_bar: bool = True,
+    memory_limit_bytes: int | None = None,
 ) -> list[RunResult]:
     """Execute notebooks one after another; parameters are checked for all before any runs."""
     notebooks = [Path(p) for p in paths]
@@ -230,13 +256,15 @@ def run_notebooks(
         check_parameters(notebook, parameters or {})
     outputs = output_paths(notebooks, Path(output_dir))
     return [
-        run_notebook(nb, out, parameters, cell_timeout=cell_timeout, progress_bar=progress_bar)
+        run_notebook(nb, out, parameters, cell_timeout=cell_timeout, progress_bar=progress_bar,
+                     memory_limit_bytes=memory_limit_bytes)
         for nb, out in zip(notebooks, outputs, strict=True)
     ]
 
 
 def summary_table(results: Sequence[RunResult]) -> Any:
-    """A pandas DataFrame: notebook, status, seconds, peak RSS (MB), output, error."""
+    """A pandas DataFrame: notebook, status, seconds, peak RSS (MB), the memory limit and the cgroup's peak (MB)
+    when there was one, output, error."""
     import pandas as pd
 
     return pd.DataFrame(
@@ -246,13 +274,15 @@ def summary_table(results: Sequence[RunResult]) -> Any:
                 "status": r.status,
                 "seconds": round(r.seconds, 1),
                 "peak_rss_mb": round(r.peak_rss_bytes / 1e6, 1),
+                "limit_mb": round(r.memory_limit_bytes / 1e6) if r.memory_limit_bytes else None,
+                "cgroup_peak_mb": round(r.cgroup_peak_bytes / 1e6) if r.cgroup_peak_bytes else None,
                 "output": str(r.output),
                 "error": r.error,
             }
             for r in results
         ],
-        columns=["notebook", "status", "seconds", "peak_rss_mb", "output", "error"],
-    )
+        columns=["notebook", "status", "seconds", "peak_rss_mb", "limit_mb", "cgroup_peak_mb", "output", "error"],
+    ).dropna(axis="columns", how="all")
 
 
 # ----------------------------------------------------------------------------- errors allowed

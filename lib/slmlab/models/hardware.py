@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmlab.errors import SlmLabError, did_you_mean
+from slmlab.errors import MachineTooSmall, SlmLabError, did_you_mean
 
 GB = 1024**3
 
@@ -85,16 +85,69 @@ def cgroup_cpus() -> int | None:
         return None
 
 
-def cgroup_memory_bytes() -> int | None:
-    """Memory limit of this container (Binder, Docker, Kubernetes), or None when there is none."""
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+def own_cgroup_dirs(controller: str = "memory") -> list[Path]:
+    """This process's cgroup folders for `controller`, innermost first, up to the hierarchy's root.
+
+    cgroup v1 lists each controller's path in /proc/self/cgroup (``4:memory:/a/b``); v2 has one (``0::/a/b``).
+    Inside a container with its own cgroup namespace the path is ``/`` and the mount root is its own group.
+    """
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return []
+    v1 = [line.split(":", 2)[2] for line in lines if line.split(":")[1:2] == [controller]]
+    v2 = [line.split(":", 2)[2] for line in lines if line.startswith("0::")]
+    for root, paths in ((Path("/sys/fs/cgroup") / controller, v1), (Path("/sys/fs/cgroup"), v2)):
+        if paths and root.is_dir():
+            here = root / paths[0].lstrip("/")
+            if not here.is_dir():  # the path belongs to another namespace: the mount root is ours
+                here = root
+            return [here, *[p for p in here.parents if p.is_relative_to(root)]]
+    return []
+
+
+def _limit_in(folder: Path) -> int | None:
+    for name in ("memory.max", "memory.limit_in_bytes"):
         try:
-            value = Path(path).read_text().strip()
+            value = (folder / name).read_text().strip()
         except OSError:
             continue
         if value != "max" and int(value) < 1 << 60:
             return int(value)
     return None
+
+
+def cgroup_memory_bytes() -> int | None:
+    """The memory limit this process runs under (Binder, Docker, Kubernetes, a test's memory cgroup), or None.
+
+    The tightest limit of this process's cgroup and the groups above it.
+    """
+    limits = [limit for folder in own_cgroup_dirs() if (limit := _limit_in(folder)) is not None]
+    return min(limits) if limits else None
+
+
+def memory_bytes() -> int:
+    """The memory this process may use: RAM, or the cgroup's limit when that is lower."""
+    import psutil
+
+    ram = psutil.virtual_memory().total
+    limit = cgroup_memory_bytes()
+    return min(ram, limit) if limit else ram
+
+
+def require_memory(needed_gb: float, what: str, where: str = "a machine with more memory") -> float:
+    """Stop a notebook before anything heavy starts when this machine (or its container) has too little memory.
+
+    Returns the GB available; raises MachineTooSmall (the course's runner counts it as a clean skip) otherwise.
+    """
+    have_gb = memory_bytes() / GB
+    if have_gb < needed_gb:
+        raise MachineTooSmall(
+            f"{what} needs about {needed_gb:.1f} GB of memory; this machine allows {have_gb:.1f} GB"
+            + (" (its container's limit)" if cgroup_memory_bytes() else "") + ". The cells below are skipped "
+            "rather than killed half-way by the out-of-memory killer.",
+            f"Run this notebook on {where}. Everything before this cell ran; the other notebooks fit here.")
+    return have_gb
 
 
 def detect_gpu() -> tuple[str, float] | None:

