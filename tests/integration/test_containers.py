@@ -214,7 +214,7 @@ def test_memory_drill_the_computed_limit_holds_and_too_little_is_an_oom_kill(
     from slmlab.deploy.drills import memory_drill
 
     folder, _ = bundle
-    trials = memory_drill(folder, rt, prompt_tokens=1500)
+    trials = memory_drill(folder, rt, prompt_tokens=1000)
     for trial in trials:
         print(trial.line(), trial.kernel)
     computed, below, anonymous = trials
@@ -233,7 +233,7 @@ def test_fault_drill_the_engine_comes_back_and_a_retrying_client_loses_nothing(
     from slmlab.deploy.drills import fault_drill
 
     folder, _ = bundle
-    drill = fault_drill(folder, rt, requests=10)
+    drill = fault_drill(folder, rt, requests=6, kill_after=2)
     print("\n".join(drill.lines()))
     assert drill.restarts >= 1 and drill.down_seconds is not None and drill.down_seconds < 60
     assert drill.lost == 0
