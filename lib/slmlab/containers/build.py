@@ -91,6 +91,7 @@ def build_image(runtime: Runtime, request: BuildRequest, show_progress: bool = T
             raise SlmLabError(f"The {what} {path} does not exist.", "Render the bundle first: slmlab deploy render "
                               "SPEC.yaml --out DIR, then build DIR.")
     log = log_path(request.tag)
+    before = _image_id(runtime, request.tag)
     begin = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="slmlab-build-") as scratch:
         mounts = build_mounts(Path(scratch)) if runtime.name == "podman" else []
@@ -104,7 +105,15 @@ def build_image(runtime: Runtime, request: BuildRequest, show_progress: bool = T
         at = f" at {step}" if step else ""
         raise SlmLabError(f"Building {request.tag} failed{at} (exit {returncode}):\n{last_lines(tail, 20)}",
                           f"The whole log is {log}; the command was: {' '.join(cmd)}")
-    return BuiltImage(request.tag, time.perf_counter() - begin, runtime.image_size(request.tag), cmd, log)
+    seconds = time.perf_counter() - begin
+    if before and before != _image_id(runtime, request.tag):  # the tag moved: drop the image it left untagged
+        runtime.run(["rmi", before], check=False, timeout=120)  # (kept when a container still uses it)
+    return BuiltImage(request.tag, seconds, runtime.image_size(request.tag), cmd, log)
+
+
+def _image_id(runtime: Runtime, ref: str) -> str:
+    done = runtime.run(["image", "inspect", "--format", "{{.Id}}", ref], check=False, timeout=60)
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def _stream(cmd: list[str], env: dict[str, str], log: Path, bar: object,
