@@ -167,6 +167,14 @@ def test_a_container_that_exits_is_reported_with_its_output_and_removed(rt: runt
 
 
 @needs_runtime
+def test_an_unbuilt_bundle_says_to_build_it_first(rt: runtimes.Runtime, tmp_path: Path) -> None:
+    render_to(DeploymentSpec(name="nobuild", quantization="Q4_1", image_tag="0.0.1-never-built"), tmp_path)
+    with pytest.raises(SlmLabError, match="not built here") as err:
+        BundleRun(tmp_path, rt).__enter__()
+    assert f"slmlab deploy build {tmp_path}" in err.value.hint
+
+
+@needs_runtime
 def test_a_port_in_use_is_refused_before_anything_starts(rt: runtimes.Runtime) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -118,6 +118,9 @@ class BundlePlay:
         return played
 
     def __enter__(self) -> BundlePlay:
+        from slmlab.deploy.run import require_images
+
+        require_images(self.runtime, self.plan, self.components, self.folder)
         self._scratch = Path(tempfile.mkdtemp(prefix="slmlab-play-"))
         self._scratch.chmod(0o700)  # the played Secret is written here
         try:

@@ -102,6 +102,14 @@ def ready_path(deploy: dict[str, Any]) -> str:
     return str(((box.get("readinessProbe") or {}).get("httpGet") or {}).get("path", "/"))
 
 
+def require_images(runtime: Runtime, plan: Plan, components: Sequence[str], folder: Path) -> None:
+    """Every component's image is in the local store (else the runtime would try to pull it from the registry)."""
+    missing = [plan.image_ref(c) for c in components if not runtime.image_exists(plan.image_ref(c))]
+    if missing:
+        raise SlmLabError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not built here.",
+                          f"Build first: slmlab deploy build {folder}")
+
+
 def ask(base_url: str, api_key: str, model: str, prompt: str = "Say hello in five words.",
         max_tokens: int = 24) -> dict[str, Any]:
     """One chat request with the official openai client: the answer, its usage and how long it took."""
@@ -174,6 +182,7 @@ class BundleRun:
         return out
 
     def __enter__(self) -> BundleRun:
+        require_images(self.runtime, self.plan, self.components, self.folder)
         self._scratch = Path(tempfile.mkdtemp(prefix="slmlab-run-"))
         try:
             if self.api_key:
