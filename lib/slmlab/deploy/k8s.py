@@ -1,9 +1,10 @@
 """Kubernetes manifests for a deployment, and their validation against the Kubernetes API schemas.
 
 Rendered: Namespace (Pod Security "restricted" enforced), ServiceAccount (no token), engine and gateway
-Deployments (probes, resources from `slmlab.models.footprint`, restricted securityContext, Secret references for
-API keys), Services, HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudgets, NetworkPolicies, and a
-Role + RoleBinding that let Prometheus discover the engine pods (read pods in the namespace, nothing else).
+Deployments (probes, resources from `slmlab.models.footprint`, restricted securityContext, API keys from a Secret:
+mounted as a file, or a secretKeyRef where the engine reads keys only from its environment), Services,
+HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudgets, NetworkPolicies, and a Role + RoleBinding that let
+Prometheus discover the engine pods (read pods in the namespace, nothing else).
 Validated offline with `kubernetes-validate` (strict schemas: an unknown or misspelt field is an error).
 """
 
@@ -30,12 +31,17 @@ MANIFESTS = ("namespace", "serviceaccount", "engine-deployment", "gateway-deploy
              "networkpolicy", "prometheus-rbac")
 
 
+API_KEY_DIR = "/run/secrets/slmlab"  # where the Secret's keys are mounted (a file per key: api-key)
+API_KEY_FILE = f"{API_KEY_DIR}/api-key"
+
+
 def engine_env(plan: Plan) -> list[dict[str, Any]]:
-    """The engine container's environment: the API key as a Secret reference, never a value."""
-    if plan.spec.auth != "api-key" or not plan.engine.api_key_env:
+    """The engine container's environment: the API key as a Secret reference, never a value (none when the engine
+    reads the mounted key file through a flag, see `engine_args`)."""
+    if plan.spec.auth != "api-key" or not plan.engine.api_key_env or plan.engine.api_key_file_arg:
         return []
     if plan.engine.api_key_from_file:
-        return [{"name": plan.engine.api_key_env, "value": "/run/secrets/slmlab/api-key", "secret": False}]
+        return [{"name": plan.engine.api_key_env, "value": API_KEY_FILE, "secret": False}]
     return [{"name": plan.engine.api_key_env, "secret": True}]
 
 
@@ -46,14 +52,22 @@ def engine_volumes(plan: Plan) -> list[dict[str, Any]]:
     if plan.engine.key == "vllm":
         # memory-backed: counts against the memory limit, so keep it small unless tensor parallel needs more
         volumes.append({"name": "dshm", "path": "/dev/shm", "size": "1Gi", "memory": True, "secret": False})
-    if plan.spec.auth == "api-key" and plan.engine.api_key_from_file:
-        volumes.append({"name": "api-keys", "path": "/run/secrets/slmlab", "secret": True, "memory": False})
+    if plan.spec.auth == "api-key" and plan.engine.key_from_file:
+        volumes.append({"name": "api-keys", "path": API_KEY_DIR, "secret": True, "memory": False})
     return volumes
+
+
+def engine_args(plan: Plan) -> list[str]:
+    """Arguments after the image's entrypoint: llama-server's `--api-key-file` naming the mounted Secret."""
+    if plan.spec.auth == "api-key" and plan.engine.api_key_file_arg:
+        return [plan.engine.api_key_file_arg, API_KEY_FILE]
+    return []
 
 
 def render_manifests(plan: Plan) -> dict[str, str]:
     """k8s/NN-<name>.yaml for every manifest."""
-    extra = {"env": engine_env(plan), "volumes": engine_volumes(plan), "gateway_port": GATEWAY_PORT,
+    extra = {"env": engine_env(plan), "volumes": engine_volumes(plan), "args": engine_args(plan),
+             "gateway_port": GATEWAY_PORT,
              "monitoring_namespace": MONITORING_NAMESPACE, "load_metric": LOAD_METRIC,
              "prometheus_service_account": PROMETHEUS_SERVICE_ACCOUNT,
              "target_requests": quantity(plan.target_requests),

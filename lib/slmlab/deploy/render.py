@@ -22,7 +22,31 @@ def render_all(spec: DeploymentSpec | Plan) -> dict[str, str]:
     files.update(k8s.render_manifests(plan))
     files.update(adapter.render_adapter_values(plan))
     files["NOTES.md"] = render_template("NOTES.md.j2", plan, load_metric=LOAD_METRIC)
+    files[SPEC_FILE] = spec_text(plan)
     return files
+
+
+SPEC_FILE = "spec.yaml"  # the spec the bundle was rendered from: `slmlab deploy build` and `run` read it
+
+
+def spec_text(plan: Plan) -> str:
+    """The spec as YAML, with a header saying what it is."""
+    import yaml
+
+    return ("# The deployment spec this folder was rendered from (`slmlab deploy render`); `slmlab deploy build`\n"
+            "# and `slmlab deploy run` read it. Render again after editing it.\n"
+            + yaml.safe_dump(plan.spec.to_dict(), sort_keys=False))
+
+
+def bundle_plan(folder: str | Path) -> Plan:
+    """The plan of a rendered folder, from the spec.yaml written beside its files."""
+    from slmlab.deploy.spec import load_spec
+
+    path = Path(folder) / SPEC_FILE
+    if not path.is_file():
+        raise SlmLabError(f"{folder} has no {SPEC_FILE}, so it is not a folder written by `slmlab deploy render`.",
+                          "Render it first: slmlab deploy render SPEC.yaml --out DIR")
+    return load_spec(path).plan()
 
 
 def write_bundle(files: dict[str, str], out_dir: str | Path) -> list[Path]:

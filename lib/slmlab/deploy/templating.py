@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from slmlab.deploy import images
+from slmlab.deploy import images, local_images
 from slmlab.deploy.spec import HEADROOM, Plan
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -37,7 +37,8 @@ def names(plan: Plan) -> dict[str, str]:
     """Object names shared by every artifact (Deployments, Services, Secrets, labels)."""
     name = plan.spec.name
     return {"engine": f"{name}-engine", "gateway": f"{name}-gateway", "secret": f"{name}-api-keys",
-            "app": name, "prometheus_discovery": f"{name}-prometheus-discovery"}
+            "app": name, "prometheus_discovery": f"{name}-prometheus-discovery",
+            "gateway_config": f"{name}-gateway-config"}
 
 
 def context(plan: Plan) -> dict[str, Any]:
@@ -48,12 +49,40 @@ def context(plan: Plan) -> dict[str, Any]:
         "python_image": images.PYTHON_IMAGE, "hub_client_pin": images.HUB_CLIENT_PIN,
         "torch_pin": next(p for p in images.ORT_BUILDER_PINS if p.startswith("torch==")),
         "builder_pins": [p for p in images.ORT_BUILDER_PINS if not p.startswith("torch==")],
-        "app_factory": images.GATEWAY_APP, "build_packages": images.DEBIAN_BUILD_PACKAGES,
+        "app_factory": images.GATEWAY_APP, "extra_pins": extra_requirements,
         "gateway_port": images.GATEWAY_PORT, "engine_host": n["engine"],
         "prometheus_image": images.PROMETHEUS_IMAGE,
+        "local_python_image": local_images.local_python_image(),
+        "local_server_image": local_images.local_server_image(),
         "ollama_model": f"{plan.model.key}:{plan.spec.quantization.lower()}",
         "vllm_args": vllm_args(plan),
     }
+
+
+def extra_requirements(*extras: str, leave_out: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The pinned requirements of slmlab's extras (e.g. "serve"), read from the installed package's metadata (so
+    pyproject.toml stays the one source): what the app's image installs beside slmlab itself; `leave_out` names
+    distributions the image does not need."""
+    import importlib.metadata
+    import re
+
+    from slmlab.errors import SlmLabError
+
+    try:
+        requirements = importlib.metadata.requires("slmlab") or []
+    except importlib.metadata.PackageNotFoundError:
+        raise SlmLabError("slmlab's package metadata is missing, so the image's pins cannot be read.",
+                          "Install the course: pip install -e .") from None
+    pins: list[str] = []
+    for requirement in requirements:
+        pin, _, marker = requirement.partition(";")
+        extra = re.search(r"""extra\s*==\s*["']([\w-]+)["']""", marker)
+        name = re.split(r"[\s\[<>=!~]", pin.strip(), maxsplit=1)[0].lower()
+        if extra and extra.group(1) in extras and pin.strip() not in pins and name not in leave_out:
+            pins.append(pin.strip())
+    if not pins:
+        raise SlmLabError(f"slmlab declares no extra named {', '.join(extras)}.", "See pyproject.toml's extras.")
+    return pins
 
 
 def vllm_args(plan: Plan) -> list[str]:

@@ -62,15 +62,15 @@ def test_every_artifact_passes_every_checker(rendered: dict[str, Path], case: st
     report = check_dir(rendered[case])
     assert report.ok, report.summary()
     promtool = {"promtool": 2} if promtool_path() else {}
-    assert report.checked == {"hadolint": 2, "compose schema": 1, "kubernetes schemas": 14, "policy": 14, **promtool}
+    assert report.checked == {"hadolint": 2, "compose schema": 1, "kubernetes schemas": 15, "policy": 15, **promtool}
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bundle_has_every_artifact(rendered: dict[str, Path], case: str) -> None:
     folder = rendered[case]
     kinds = sorted(m.kind for m in k8s.load_dir(folder))
-    assert kinds == sorted(["Namespace", "ServiceAccount", "Deployment", "Deployment", "Service", "Service",
-                            "HorizontalPodAutoscaler", "PodDisruptionBudget", "PodDisruptionBudget",
+    assert kinds == sorted(["Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Deployment", "Service",
+                            "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "PodDisruptionBudget",
                             "NetworkPolicy", "NetworkPolicy", "NetworkPolicy", "Role", "RoleBinding"])
     role = next(m.data for m in k8s.load_dir(folder) if m.kind == "Role")
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
@@ -89,7 +89,8 @@ def test_engine_facts_in_the_artifacts(rendered: dict[str, Path]) -> None:
     ollama = (rendered["ollama-cpu"] / "docker" / "engine.Dockerfile").read_text()
     assert "FROM ollama/ollama:0." in ollama and "EXPOSE 11434" in ollama
     llama = (rendered["llamacpp-server-gpu"] / "docker" / "engine.Dockerfile").read_text()
-    assert "FROM ghcr.io/ggml-org/llama.cpp:server-cuda-b" in llama and "/health" in llama
+    assert "ARG SERVER_IMAGE=ghcr.io/ggml-org/llama.cpp:server-cuda-b" in llama and "/health" in llama
+    assert "\nFROM ${SERVER_IMAGE}\n" in llama
     for case, folder in rendered.items():
         deployment = next(m for m in k8s.load_dir(folder) if m.kind == "Deployment" and m.name == "chat-engine")
         container = deployment.data["spec"]["template"]["spec"]["containers"][0]
@@ -98,12 +99,25 @@ def test_engine_facts_in_the_artifacts(rendered: dict[str, Path]) -> None:
 
 
 def test_api_keys_are_secret_references_never_values(rendered: dict[str, Path]) -> None:
+    text = "\n".join(p.read_text() for p in sorted((rendered["vllm-gpu"] / "k8s").glob("*.yaml")))
+    assert "secretKeyRef" in text and "kind: Secret\n" not in text  # vLLM reads its key only from VLLM_API_KEY
     for case in ("llamacpp-server-cpu", "vllm-gpu"):
-        text = "\n".join(p.read_text() for p in sorted((rendered[case] / "k8s").glob("*.yaml")))
-        assert "secretKeyRef" in text and "kind: Secret\n" not in text
         env = next(m for m in k8s.load_dir(rendered[case]) if m.name == "chat-engine" and m.kind == "Deployment")
-        variables = env.data["spec"]["template"]["spec"]["containers"][0]["env"]
+        variables = env.data["spec"]["template"]["spec"]["containers"][0].get("env", [])
         assert all("value" not in v for v in variables if v["name"].endswith("API_KEY"))
+
+
+def test_llama_server_reads_its_key_from_the_mounted_secret_file(rendered: dict[str, Path]) -> None:
+    engine = next(m for m in k8s.load_dir(rendered["llamacpp-server-cpu"])
+                  if m.name == "chat-engine" and m.kind == "Deployment").data["spec"]["template"]["spec"]
+    container = engine["containers"][0]
+    assert "env" not in container and container["args"] == ["--api-key-file", "/run/secrets/slmlab/api-key"]
+    mount = next(v for v in container["volumeMounts"] if v["mountPath"] == "/run/secrets/slmlab")
+    volume = next(v for v in engine["volumes"] if v["name"] == mount["name"])
+    assert mount["readOnly"] and volume["secret"]["secretName"] == "chat-api-keys"
+    service = yaml.safe_load((rendered["llamacpp-server-cpu"] / "compose.yaml").read_text())["services"]["engine"]
+    assert service["command"] == ["--api-key-file", "/run/secrets/api_keys"] and service["secrets"] == ["api_keys"]
+    assert "environment" not in service
 
 
 def test_memory_request_is_sized_from_the_footprint() -> None:
@@ -322,9 +336,9 @@ def test_pod_level_security_context_counts_for_its_containers(rendered: dict[str
 
 def test_check_dir_names_the_file_of_a_tampered_manifest(rendered: dict[str, Path], tmp_path: Path) -> None:
     files = render_all(DeploymentSpec(name="chat", **CASES["llamacpp-server-cpu"]))
-    doc = yaml.safe_load(files["k8s/03-gateway-deployment.yaml"])
+    config, doc = yaml.safe_load_all(files["k8s/03-gateway-deployment.yaml"])  # the gateway's ConfigMap, Deployment
     doc["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] = False
-    files["k8s/03-gateway-deployment.yaml"] = yaml.safe_dump(doc)
+    files["k8s/03-gateway-deployment.yaml"] = yaml.safe_dump_all([config, doc])
     files["docker/engine.Dockerfile"] = files["docker/engine.Dockerfile"].replace("USER 10001:10001", "USER root")
     from slmlab.deploy import write_bundle
 
@@ -380,7 +394,7 @@ def test_cli_render_and_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     spec.write_text(yaml.safe_dump(DeploymentSpec(name="chat", **CASES["ollama-cpu"]).to_dict()))
     args = parser.parse_args(["deploy", "render", str(spec), "--out", str(tmp_path / "out")])
     assert args.func(args) == 0
-    assert "✓ policy: 14 object(s), 0 problem(s)" in capsys.readouterr().out
+    assert "✓ policy: 15 object(s), 0 problem(s)" in capsys.readouterr().out
     args = parser.parse_args(["deploy", "check", str(tmp_path / "out")])
     assert args.func(args) == 0
     with pytest.raises(SlmLabError, match="not a folder"):
