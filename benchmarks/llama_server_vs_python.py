@@ -1,0 +1,221 @@
+"""llama.cpp's own programs against llama-cpp-python: three ratios, measured side by side in one run.
+
+1. **Batching: aggregate output tok/s at concurrency 8 over concurrency 1** (slmlab.measure.loadtest, the same
+   prompts and settings for both): ``llama-server --parallel 8`` (slots decoded together, continuous batching) and
+   llama-cpp-python's server (one sequence at a time). Goal for llama-server: >= 2.0.
+2. **Single-request latency, llama-server / in-process llama-cpp-python**: the same prompts, greedy, one request at
+   a time, rotating the order every repeat; both keep the KV cache between requests, as in
+   benchmarks/served_vs_inprocess.py. Per prompt the ratio of median wall times; goal: median <= 1.10.
+3. **Decode speed, llama-bench / the Python binding**: ``llama-bench -p 0 -n N`` (N tokens decoded one at a time
+   from an empty cache, its mean tok/s over its repetitions) against ``Llama.eval`` called token by token from
+   Python the same way (wall clock, ctypes and logits copy included), same threads. Goal: >= 0.95 (the course's
+   build is as fast as the binding's). llama.cpp's own timer inside the binding is printed too.
+
+All three use the programs built by ``slmlab setup llamacpp`` and the same llama.cpp threads (the physical cores).
+Run: .venv/bin/python benchmarks/llama_server_vs_python.py [--repeats 5] [--max-tokens 48] [--part 1|2|3]
+On a 2-core machine shared with other work the numbers move between runs; the ratios are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+from time import perf_counter
+from types import SimpleNamespace
+
+from slmlab.backends.base import GenerationOptions, llamacpp_kwargs
+from slmlab.backends.openai_http import OpenAIBackend
+from slmlab.measure.loadtest import DEFAULT_PROMPTS, load_test
+from slmlab.models.hardware import physical_cores
+from slmlab.models.resolver import load_llama, resolve
+from slmlab.serve import llamacpp_server
+from slmlab.serve.llama_server import llama_server, llamacpp_metrics
+from slmlab.setup.llamacpp import llamacpp_program
+
+N_CTX = 2048
+SLOTS = 8
+PROMPTS = ["Explain what a barometer measures.", "Write a haiku about the sea.",
+           "Give three tips for staying focused while studying."]
+
+
+# ----------------------------------------------------------------------------- 1. batching
+
+
+def throughput_ratio(name: str, server, requests: int, max_tokens: int) -> float:
+    """Output tok/s at concurrency 8 and 1 against a started server; print both and their ratio."""
+    results = {}
+    load_test(server, concurrency=1, num_requests=1, max_tokens=8, show_progress=False)  # warm-up
+    for concurrency in (1, SLOTS):
+        result = load_test(server, list(DEFAULT_PROMPTS), concurrency=concurrency,
+                           num_requests=requests if concurrency == 1 else max(requests, 2 * SLOTS),
+                           max_tokens=max_tokens, time_limit=300, timeout=300, show_progress=False)
+        s = result.summary()
+        results[concurrency] = s["output_throughput"]
+        print(f"   {name:17} concurrency {concurrency}: {s['successful_requests']:.0f} ok / "
+              f"{s['failed_requests']:.0f} failed, {s['total_output_tokens']:4.0f} tokens, "
+              f"{s['output_throughput']:6.1f} output tok/s, median TTFT {s['median_ttft_ms']:6.0f} ms, "
+              f"median TPOT {s['median_tpot_ms']:5.1f} ms, most in flight {s['max_concurrent_requests']:.0f}")
+    ratio = results[SLOTS] / results[1] if results[1] else float("nan")
+    print(f"   {name:17} aggregate throughput ratio concurrency {SLOTS} / 1: {ratio:.2f}")
+    return ratio
+
+
+def batching(model: str, requests: int, max_tokens: int) -> dict[str, float]:
+    print(f"1. aggregate output throughput, concurrency {SLOTS} vs 1 ({max_tokens} new tokens max, greedy)")
+    ratios = {}
+    with llama_server(model, parallel=SLOTS, n_ctx=N_CTX) as server:
+        print(f"   (llama-server --parallel {SLOTS} ready in {server.startup_s:.1f} s)")
+        ratios[f"llama-server --parallel {SLOTS}: c{SLOTS} / c1"] = throughput_ratio(
+            "llama-server", server, requests, max_tokens)
+        busy = llamacpp_metrics(server)["llamacpp:n_busy_slots_per_decode"]
+        print(f"   llama-server's own count: {busy:.2f} busy slots per llama_decode() call on average")
+    with llamacpp_server(model, n_ctx=N_CTX) as server:
+        ratios[f"llama-cpp-python server: c{SLOTS} / c1"] = throughput_ratio(
+            "llama-cpp-python", server, requests, max_tokens)
+    goal = ratios[f"llama-server --parallel {SLOTS}: c{SLOTS} / c1"]
+    print(f"   llama-server's ratio {goal:.2f} (goal >= 2.0) {'OK' if goal >= 2.0 else 'BELOW GOAL'}")
+    return ratios
+
+
+# ----------------------------------------------------------------------------- 2. single-request latency
+
+
+class CacheKeepingLlama:
+    """llama-cpp-python in this process, keeping its KV cache between calls as a server does."""
+
+    def __init__(self, model: str, threads: int) -> None:
+        self.llm = load_llama(model, n_ctx=N_CTX, seed=0, n_threads=threads, n_threads_batch=threads)
+
+    def chat(self, prompt: str, max_tokens: int) -> SimpleNamespace:
+        kwargs = llamacpp_kwargs(GenerationOptions(max_tokens=max_tokens, seed=0))
+        pieces = [chunk["choices"][0]["delta"].get("content") or "" for chunk in
+                  self.llm.create_chat_completion([{"role": "user", "content": prompt}], stream=True, **kwargs)]
+        return SimpleNamespace(text="".join(pieces), completion_tokens=sum(1 for p in pieces if p))
+
+
+def latency(model: str, repeats: int, max_tokens: int) -> dict[str, float]:
+    threads = physical_cores()
+    local = CacheKeepingLlama(model, threads)
+    ratios, same_everywhere = [], True
+    print(f"2. single-request latency: llama-server (--parallel {SLOTS}, streamed over HTTP) vs llama-cpp-python in "
+          f"this process; greedy, {max_tokens} new tokens max, {threads} thread(s), {repeats} interleaved repeats")
+    with llama_server(model, parallel=SLOTS, n_ctx=N_CTX, threads=threads) as server:
+        remote = OpenAIBackend(server.url)
+        runners = {"in-process": local, "llama-server": remote}
+        for backend in runners.values():  # warm-up
+            backend.chat(PROMPTS[0], max_tokens=8)
+        names = list(runners)
+        for prompt in PROMPTS:
+            walls: dict[str, list[float]] = {name: [] for name in runners}
+            texts: dict[str, set[str]] = {name: set() for name in runners}
+            for i in range(repeats):
+                for name in names[i % 2:] + names[:i % 2]:  # rotate who goes first
+                    start = perf_counter()
+                    gen = runners[name].chat(prompt, max_tokens=max_tokens)
+                    walls[name].append(perf_counter() - start)
+                    texts[name].add(gen.text)
+            med = {name: statistics.median(w) for name, w in walls.items()}
+            ratio = med["llama-server"] / med["in-process"]
+            ratios.append(ratio)
+            same = texts["llama-server"] == texts["in-process"]
+            same_everywhere = same_everywhere and same
+            print(f"   {prompt[:40]!r:44} in-process {med['in-process'] * 1000:5.0f} ms, llama-server "
+                  f"{med['llama-server'] * 1000:5.0f} ms, ratio {ratio:.3f} ({'same answer' if same else 'DIFFERENT'})")
+        remote.close()
+    local.llm.close()
+    overall = statistics.median(ratios)
+    print(f"   latency ratio llama-server / in-process (median over prompts): {overall:.3f} (goal <= 1.10) "
+          f"{'OK' if overall <= 1.10 else 'ABOVE GOAL'}")
+    return {"latency llama-server / in-process": overall}
+
+
+# ----------------------------------------------------------------------------- 3. decode speed
+
+
+def llama_bench_decode(model_path: str, tokens: int, repeats: int, threads: int) -> float:
+    """llama-bench's mean decode tok/s for `tokens` tokens from an empty cache (its tg test)."""
+    cmd = [str(llamacpp_program("llama-bench")), "-m", model_path, "-p", "0", "-n", str(tokens), "-t", str(threads),
+           "-r", str(repeats), "-o", "json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+    rows = json.loads(done.stdout)
+    return float(rows[0]["avg_ts"])
+
+
+def binding_decode(model: str, tokens: int, repeats: int, threads: int) -> tuple[float, float]:
+    """(wall-clock tok/s of Llama.eval token by token from Python, llama.cpp's own timer in it), means."""
+    import llama_cpp
+
+    llm = load_llama(model, n_ctx=N_CTX, seed=0, n_threads=threads, n_threads_batch=threads)
+    token = llm.tokenize(b"Hello", add_bos=False)[0]
+    walls, timers = [], []
+    for run in range(repeats + 1):  # the first run warms up, as llama-bench's does
+        llm.reset()
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(llm.ctx), True)
+        llama_cpp.llama_perf_context_reset(llm.ctx)
+        start = perf_counter()
+        for _ in range(tokens):
+            llm.eval([token])
+        wall = perf_counter() - start
+        perf = llama_cpp.llama_perf_context(llm.ctx)
+        if run:
+            walls.append(tokens / wall)
+            timers.append(perf.n_eval / (perf.t_eval_ms / 1000))
+    llm.close()
+    return statistics.mean(walls), statistics.mean(timers)
+
+
+def decode(model: str, tokens: int, repeats: int) -> dict[str, float]:
+    threads = physical_cores()
+    path = str(resolve(model).path)
+    print(f"3. decode: {tokens} tokens one at a time from an empty cache, {threads} thread(s), {repeats} repetitions "
+          "each, interleaved")
+    bench, wall, timer = [], [], []
+    for _ in range(2):  # two rounds, alternating who goes first
+        bench.append(llama_bench_decode(path, tokens, repeats, threads))
+        w, t = binding_decode(model, tokens, repeats, threads)
+        wall.append(w)
+        timer.append(t)
+    b, w, t = statistics.mean(bench), statistics.mean(wall), statistics.mean(timer)
+    print(f"   llama-bench: {b:6.1f} tok/s; Python binding: {w:6.1f} tok/s wall clock from Python ({t:6.1f} tok/s by "
+          "llama.cpp's own timer inside it)")
+    ratio = b / w
+    print(f"   llama-bench / binding: {ratio:.3f} (goal >= 0.95) {'OK' if ratio >= 0.95 else 'BELOW GOAL'}; "
+          f"llama-bench / binding's own timer: {b / t:.3f}")
+    return {"decode llama-bench / binding (wall)": ratio, "decode llama-bench / binding (llama.cpp timer)": b / t}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparisons and print their ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--requests", type=int, default=8, help=f"requests at concurrency 1 ({2 * SLOTS} at {SLOTS})")
+    parser.add_argument("--decode-tokens", type=int, default=128)
+    parser.add_argument("--part", choices=["1", "2", "3", "all"], default="all", help="run one comparison only")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped by `timeout`: stop the servers too
+
+    print(f"load average before the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} "
+          f"CPUs (other work on the machine moves every number below)")
+    ratios: dict[str, float] = {}
+    if args.part in ("1", "all"):
+        ratios |= batching(args.model, args.requests, args.max_tokens)
+    if args.part in ("2", "all"):
+        ratios |= latency(args.model, args.repeats, args.max_tokens)
+    if args.part in ("3", "all"):
+        ratios |= decode(args.model, args.decode_tokens, args.repeats)
+    print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print("ratios:")
+    for name, value in ratios.items():
+        print(f"   {name:48} {value:6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""llama.cpp's own programs built by `slmlab setup llamacpp` (slow; skipped, saying so, without the build): they are
+the llama.cpp commit the Python binding vendors, so `llama-quantize` and `llama_cpp.llama_model_quantize` write the
+same bytes; they report the release they were built from; and the conversion script copied beside them runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from slmlab.convert.quantize import quantize, reference_f16
+from slmlab.models import resolve, sha256_file
+from slmlab.models.hardware import physical_cores
+from slmlab.setup.llamacpp import (
+    PROGRAMS,
+    SETUP_COMMAND,
+    convert_script,
+    install_dir,
+    llamacpp_available,
+    llamacpp_program,
+    read_marker,
+)
+
+MODEL = "smollm2-135m-instruct"
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not llamacpp_available(),
+                                 reason=f"llama.cpp is not built at {install_dir()} (run `{SETUP_COMMAND}`)")]
+
+
+def _cli_quantize(source, target, qtype: str, *flags: str) -> subprocess.CompletedProcess:
+    cmd = [str(llamacpp_program("llama-quantize")), *flags, str(source), str(target), qtype, str(physical_cores())]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_cli_and_python_api_quantize_the_f16_reference_to_identical_bytes(tmp_path):
+    reference = reference_f16(MODEL, show_progress=False)  # the dequantized F16 copy every course quantization uses
+    api = quantize(reference, "Q4_K_M", out_dir=tmp_path / "api", show_progress=False)
+    assert not api.cached
+    cli = tmp_path / "cli.Q4_K_M.gguf"
+    _cli_quantize(reference.path, cli, "Q4_K_M")
+    assert sha256_file(cli) == sha256_file(api.path) and cli.stat().st_size == api.size_bytes
+
+
+def test_cli_and_python_api_requantize_the_bundled_q4_1_to_identical_bytes(tmp_path):
+    bundled = resolve(MODEL)  # Q4_1: quantizing it again needs --allow-requantize (allow_requantize in the API)
+    api = quantize(bundled, "Q8_0", out_dir=tmp_path / "api", from_reference=False, show_progress=False)
+    cli = tmp_path / "cli.Q8_0.gguf"
+    refused = subprocess.run([str(llamacpp_program("llama-quantize")), str(bundled.path), str(cli), "Q8_0"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "requantize" in (refused.stdout + refused.stderr)
+    _cli_quantize(bundled.path, cli, "Q8_0", "--allow-requantize")
+    assert sha256_file(cli) == sha256_file(api.path)
+
+
+def test_every_program_runs_and_reports_the_pinned_release():
+    marker = read_marker()
+    assert marker is not None and marker["programs"] == list(PROGRAMS)
+    for name in PROGRAMS:
+        done = subprocess.run([str(llamacpp_program(name)), "--version"], capture_output=True, text=True, timeout=60)
+        said = done.stdout + done.stderr
+        assert done.returncode == 0, (name, said[-500:])
+        commit = (marker["llama_cpp_commit"] or "unknown")[:7]
+        build = marker["llama_cpp_build"]
+        assert f"({commit})" in said and (build is None or f"version: {build} " in said), (name, said)
+
+
+def test_the_programs_need_no_shared_llama_or_ggml_library():
+    linked = subprocess.run(["ldd", str(llamacpp_program("llama-server"))], capture_output=True, text=True).stdout
+    assert "libllama" not in linked and "libggml" not in linked and "libssl" not in linked, linked
+
+
+def test_the_conversion_script_from_the_same_tree_runs():
+    done = subprocess.run([sys.executable, str(convert_script()), "--help"], capture_output=True, text=True,
+                          timeout=120, cwd=convert_script().parent)
+    assert done.returncode == 0 and "--outtype" in done.stdout, done.stderr[-2000:]
