@@ -198,7 +198,7 @@ def check_llamacpp() -> Check:
         return Check("llama.cpp programs", False, err.problem, err.hint, required=False)
     marker = read_marker(folder) or {}
     build = marker.get("llama_cpp_build")
-    commit = str(marker.get("llama_cpp_commit") or "?")[:7]
+    commit = str(marker.get("llama_cpp_commit") or "?")[:9]
     return Check("llama.cpp programs", True, f"{'b' + str(build) if build else 'llama.cpp'} ({commit}), "
                  f"{marker.get('size_mb', '?')} MB, {folder / 'bin'}", required=False)
 

@@ -290,7 +290,8 @@ def _build_info(commit: str | None) -> list[str]:
     """The commit and release number compiled in (`llama-server --version`), when they are known."""
     if commit is None:
         return []
-    options = [f"-DLLAMA_BUILD_COMMIT={commit[:7]}"]
+    # nine hex digits, as llama.cpp's own release builds print it (git's short hash in that repository)
+    options = [f"-DLLAMA_BUILD_COMMIT={commit[:9]}"]
     if commit in KNOWN_BUILDS:
         options.append(f"-DLLAMA_BUILD_NUMBER={KNOWN_BUILDS[commit]}")
     return options

@@ -129,8 +129,8 @@ def test_the_vendored_tree_and_its_commit_come_from_the_sdist(tmp_path):
 
 def test_the_pinned_commit_has_its_release_number_compiled_in():
     commit = "0c1e57098bba43ac29e6e3b677cdceebdd22334f"
-    assert llamacpp._build_info(commit) == ["-DLLAMA_BUILD_COMMIT=0c1e570", "-DLLAMA_BUILD_NUMBER=11312"]
-    assert llamacpp._build_info("f" * 40) == ["-DLLAMA_BUILD_COMMIT=fffffff"]
+    assert llamacpp._build_info(commit) == ["-DLLAMA_BUILD_COMMIT=0c1e57098", "-DLLAMA_BUILD_NUMBER=11312"]
+    assert llamacpp._build_info("f" * 40) == ["-DLLAMA_BUILD_COMMIT=fffffffff"]
     assert llamacpp._build_info(None) == []
 
 
