@@ -2,10 +2,14 @@
 
 1. **Batching: aggregate output tok/s at concurrency 8 over concurrency 1** (slmlab.measure.loadtest, the same
    prompts and settings for both): ``llama-server --parallel 8`` (slots decoded together, continuous batching) and
-   llama-cpp-python's server (one sequence at a time). Goal for llama-server: >= 2.0.
+   llama-cpp-python's server (one sequence at a time). Goal for llama-server: >= 2.0. The two concurrencies
+   alternate over ``--rounds`` rounds and the ratio is of their medians. Measured for the default model (Q4_1, which
+   ggml multiplies with its vector-dot kernel: llamafile's tiled matrix-multiply kernels take Q8_0, Q4_0 and Q5_0 but
+   not Q4_1) and for its Q8_0 quantization (tiled kernels: a batch of rows shares each weight load).
 2. **Single-request latency, llama-server / in-process llama-cpp-python**: the same prompts, greedy, one request at
    a time, rotating the order every repeat; both keep the KV cache between requests, as in
-   benchmarks/served_vs_inprocess.py. Per prompt the ratio of median wall times; goal: median <= 1.10.
+   benchmarks/served_vs_inprocess.py, and both run without flash attention (the binding's default). Per prompt the
+   ratio of median wall times; goal: median <= 1.10.
 3. **Decode speed, llama-bench / the Python binding**: ``llama-bench -p 0 -n N`` (N tokens decoded one at a time
    from an empty cache, its mean tok/s over its repetitions) against ``Llama.eval`` called token by token from
    Python the same way (wall clock, ctypes and logits copy included), same threads, flash attention off (the
@@ -46,40 +50,53 @@ PROMPTS = ["Explain what a barometer measures.", "Write a haiku about the sea.",
 # ----------------------------------------------------------------------------- 1. batching
 
 
-def throughput_ratio(name: str, server, requests: int, max_tokens: int) -> float:
-    """Output tok/s at concurrency 8 and 1 against a started server; print both and their ratio."""
-    results = {}
+def throughput_ratio(name: str, server, requests: int, max_tokens: int, rounds: int) -> float:
+    """Output tok/s at concurrency 8 and 1 against a started server, in `rounds` interleaved rounds (other work on a
+    small machine comes and goes); print each round and the ratio of the medians."""
+    results: dict[int, list[float]] = {1: [], SLOTS: []}
     load_test(server, concurrency=1, num_requests=1, max_tokens=8, show_progress=False)  # warm-up
-    for concurrency in (1, SLOTS):
-        result = load_test(server, list(DEFAULT_PROMPTS), concurrency=concurrency,
-                           num_requests=requests if concurrency == 1 else max(requests, 2 * SLOTS),
-                           max_tokens=max_tokens, time_limit=300, timeout=300, show_progress=False)
-        s = result.summary()
-        results[concurrency] = s["output_throughput"]
-        print(f"   {name:17} concurrency {concurrency}: {s['successful_requests']:.0f} ok / "
-              f"{s['failed_requests']:.0f} failed, {s['total_output_tokens']:4.0f} tokens, "
-              f"{s['output_throughput']:6.1f} output tok/s, median TTFT {s['median_ttft_ms']:6.0f} ms, "
-              f"median TPOT {s['median_tpot_ms']:5.1f} ms, most in flight {s['max_concurrent_requests']:.0f}")
-    ratio = results[SLOTS] / results[1] if results[1] else float("nan")
-    print(f"   {name:17} aggregate throughput ratio concurrency {SLOTS} / 1: {ratio:.2f}")
+    for round_ in range(rounds):
+        for concurrency in ((1, SLOTS) if round_ % 2 == 0 else (SLOTS, 1)):
+            result = load_test(server, list(DEFAULT_PROMPTS), concurrency=concurrency,
+                               num_requests=requests if concurrency == 1 else max(requests, 2 * SLOTS),
+                               max_tokens=max_tokens, time_limit=300, timeout=300, show_progress=False)
+            s = result.summary()
+            results[concurrency].append(s["output_throughput"])
+            print(f"   {name:17} round {round_ + 1} concurrency {concurrency}: {s['successful_requests']:.0f} ok / "
+                  f"{s['failed_requests']:.0f} failed, {s['total_output_tokens']:4.0f} tokens, "
+                  f"{s['output_throughput']:6.1f} output tok/s, median TTFT {s['median_ttft_ms']:6.0f} ms, "
+                  f"median TPOT {s['median_tpot_ms']:5.1f} ms, most in flight {s['max_concurrent_requests']:.0f}")
+    one, many = statistics.median(results[1]), statistics.median(results[SLOTS])
+    ratio = many / one if one else float("nan")
+    print(f"   {name:17} medians: {one:.1f} tok/s at 1, {many:.1f} tok/s at {SLOTS}; ratio {ratio:.2f}")
     return ratio
 
 
-def batching(model: str, requests: int, max_tokens: int) -> dict[str, float]:
-    print(f"1. aggregate output throughput, concurrency {SLOTS} vs 1 ({max_tokens} new tokens max, greedy)")
+def batching(model: str, requests: int, max_tokens: int, thread_counts: list[int], rounds: int) -> dict[str, float]:
+    """Part 1 for the model as it is and for its Q8_0 quantization (same tensors, a batched matrix-multiply kernel)."""
+    from slmlab.convert.quantize import quantize
+
+    print(f"1. aggregate output throughput, concurrency {SLOTS} vs 1 ({max_tokens} new tokens max, greedy), "
+          f"{rounds} interleaved rounds")
+    q8 = quantize(model, "Q8_0", show_progress=False).resolved
     ratios = {}
-    with llama_server(model, parallel=SLOTS, n_ctx=N_CTX) as server:
-        print(f"   (llama-server --parallel {SLOTS} ready in {server.startup_s:.1f} s)")
-        ratios[f"llama-server --parallel {SLOTS}: c{SLOTS} / c1"] = throughput_ratio(
-            "llama-server", server, requests, max_tokens)
-        busy = llamacpp_metrics(server)["llamacpp:n_busy_slots_per_decode"]
-        print(f"   llama-server's own count: {busy:.2f} busy slots per llama_decode() call on average")
-    with llamacpp_server(model, n_ctx=N_CTX) as server:
-        ratios[f"llama-cpp-python server: c{SLOTS} / c1"] = throughput_ratio(
-            "llama-cpp-python", server, requests, max_tokens)
-    goal = ratios[f"llama-server --parallel {SLOTS}: c{SLOTS} / c1"]
-    print(f"   llama-server's ratio {goal:.2f} (goal >= 2.0) {'OK' if goal >= 2.0 else 'BELOW GOAL'}")
-    return ratios
+    for label, reference in ((f"{model} ({resolve(model).inspect().file_type})", model), (f"{model} Q8_0", q8)):
+        for threads in thread_counts:
+            with llama_server(reference, parallel=SLOTS, n_ctx=N_CTX, threads=threads) as server:
+                print(f"   {label}: llama-server --parallel {SLOTS} --threads {threads} (ready in "
+                      f"{server.startup_s:.1f} s)")
+                ratios[f"{label}, llama-server, {threads} thread(s)"] = throughput_ratio(
+                    "llama-server", server, requests, max_tokens, rounds)
+                busy = llamacpp_metrics(server)["llamacpp:n_busy_slots_per_decode"]
+                print(f"   llama-server's own count: {busy:.2f} busy slots per llama_decode() call on average")
+            with llamacpp_server(reference, n_ctx=N_CTX, n_threads=threads, n_threads_batch=threads) as server:
+                print(f"   {label}: llama-cpp-python's server, {threads} thread(s)")
+                ratios[f"{label}, llama-cpp-python server, {threads} thread(s)"] = throughput_ratio(
+                    "llama-cpp-python", server, requests, max_tokens, rounds)
+    for name, value in ratios.items():
+        if "llama-server" in name:
+            print(f"   {name}: c{SLOTS} / c1 = {value:.2f} (goal >= 2.0) {'OK' if value >= 2.0 else 'BELOW GOAL'}")
+    return {f"{name}: c{SLOTS} / c1": value for name, value in ratios.items()}
 
 
 # ----------------------------------------------------------------------------- 2. single-request latency
@@ -104,7 +121,9 @@ def latency(model: str, repeats: int, max_tokens: int) -> dict[str, float]:
     ratios, same_everywhere = [], True
     print(f"2. single-request latency: llama-server (--parallel {SLOTS}, streamed over HTTP) vs llama-cpp-python in "
           f"this process; greedy, {max_tokens} new tokens max, {threads} thread(s), {repeats} interleaved repeats")
-    with llama_server(model, parallel=SLOTS, n_ctx=N_CTX, threads=threads) as server:
+    # flash attention off, as the binding's default: the same computation on both sides, so the difference is serving
+    no_fa = ["--flash-attn", "off"]
+    with llama_server(model, parallel=SLOTS, n_ctx=N_CTX, threads=threads, extra_args=no_fa) as server:
         remote = OpenAIBackend(server.url)
         runners = {"in-process": local, "llama-server": remote}
         for backend in runners.values():  # warm-up
@@ -189,7 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--requests", type=int, default=8, help=f"requests at concurrency 1 ({2 * SLOTS} at {SLOTS})")
     parser.add_argument("--decode-tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of concurrency 1 and 8 in part 1")
     parser.add_argument("--part", choices=["1", "2", "3", "all"], default="all", help="run one comparison only")
+    parser.add_argument("--threads", type=int, action="append",
+                        help="llama.cpp threads of the servers in part 1, repeatable (default: all physical cores; "
+                             "one fewer leaves a core to the load generator and the HTTP threads)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped by `timeout`: stop the servers too
 
@@ -197,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
           f"CPUs (other work on the machine moves every number below)")
     ratios: dict[str, float] = {}
     if args.part in ("1", "all"):
-        ratios |= batching(args.model, args.requests, args.max_tokens)
+        cores = physical_cores()
+        ratios |= batching(args.model, args.requests, args.max_tokens,
+                           args.threads or [cores], args.rounds)
     if args.part in ("2", "all"):
         ratios |= latency(args.model, args.repeats, args.max_tokens)
     if args.part in ("3", "all"):

@@ -171,7 +171,7 @@ def test_load_and_metrics(server):
     assert df["ok"].all(), df["error"].tolist()
     assert (df["tokens_from"] == "usage").all() and (df["prompt_tokens"] > 0).all()  # vLLM streams usage
     assert (df["output_tokens"] == 48).all(), df["output_tokens"].tolist()  # extra_body reached the sampler
-    decoding = list(zip(df["start_s"] + df["ttft_s"], df["end_s"]))  # first token → last token, per request
+    decoding = list(zip(df["start_s"] + df["ttft_s"], df["end_s"], strict=True))  # first → last token, per request
     together = max(sum(start < end_b and start_b < end for start_b, end_b in decoding) for start, end in decoding)
     assert together >= 2, df[["start_s", "ttft_s", "end_s"]]  # two streams decoding at once: continuous batching
     metrics = httpx.get(f"{server.url}/metrics", trust_env=False).text

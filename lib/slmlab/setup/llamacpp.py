@@ -219,8 +219,17 @@ def setup_llamacpp(force: bool = False, jobs: int | None = None, echo: Callable[
     return folder
 
 
+def _cxx_compiler() -> str | None:
+    """The C++ compiler CMake will pick: $CXX (conda's compilers set it), else c++, g++ or clang++ on the PATH."""
+    for candidate in (os.environ.get("CXX", "").split(" ")[0], "c++", "g++", "clang++"):
+        if candidate and shutil.which(candidate):
+            return candidate
+    return None
+
+
 def _require_build_tools() -> None:
-    missing = [tool for tool in ("cmake", "c++", "cc") if shutil.which(tool) is None]
+    missing = [tool for tool, found in (("cmake", shutil.which("cmake")), ("a C++ compiler", _cxx_compiler()))
+               if not found]
     if missing:
         raise SlmLabError(f"Building llama.cpp needs {', '.join(missing)}, which this machine does not have.",
                           "On Debian/Ubuntu: apt-get install -y --no-install-recommends cmake build-essential "
@@ -402,7 +411,8 @@ def _move_into_place(staging: Path, folder: Path) -> None:
 
 def _compiler_version() -> str:
     try:
-        out = subprocess.run(["c++", "--version"], capture_output=True, text=True, check=False).stdout
+        out = subprocess.run([_cxx_compiler() or "c++", "--version"], capture_output=True, text=True,
+                             check=False).stdout
     except OSError:
         return "?"
     return out.splitlines()[0] if out else "?"

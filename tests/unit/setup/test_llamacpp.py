@@ -147,6 +147,14 @@ def test_a_missing_build_names_the_setup_command(cache):
         llamacpp_program("llama-servr")
 
 
+def test_missing_build_tools_are_named_before_anything_is_downloaded(cache, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(SlmLabError, match="needs cmake, a C\\+\\+ compiler") as err:
+        setup_llamacpp(show_progress=False, echo=lambda line: None)
+    assert "apt-get install" in str(err.value) and not (cache / "llamacpp" / "sdist").exists()
+
+
 def test_setup_where_says_not_built(cache, capsys):
     assert cli_main(["setup", "llamacpp", "--where"]) == 1
     assert "not built yet" in capsys.readouterr().out
