@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("ratios:")
     for name, value in ratios.items():
-        print(f"   {name:48} {value:6.2f}")
+        print(f"   {name:66} {value:6.2f}")
     return 0
 
 
