@@ -4,6 +4,8 @@ same bytes; they report the release they were built from; and the conversion scr
 
 from __future__ import annotations
 
+import shlex
+import shutil
 import subprocess
 import sys
 
@@ -18,6 +20,7 @@ from slmlab.setup.llamacpp import (
     convert_script,
     install_dir,
     llamacpp_available,
+    llamacpp_dir,
     llamacpp_program,
     read_marker,
 )
@@ -79,3 +82,26 @@ def test_the_conversion_script_from_the_same_tree_runs():
     done = subprocess.run([sys.executable, str(convert_script()), "--help"], capture_output=True, text=True,
                           timeout=120, cwd=convert_script().parent)
     assert done.returncode == 0 and "--outtype" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="needs a C++ compiler")
+def test_a_cpp_program_links_the_static_libraries_and_loads_the_model(tmp_path):
+    source = tmp_path / "vocab.cpp"
+    source.write_text("""#include "llama.h"
+#include <cstdio>
+int main(int argc, char ** argv) {
+    llama_backend_init();
+    llama_model * model = llama_model_load_from_file(argv[1], llama_model_default_params());
+    if (!model) return 1;
+    printf("%d %d\\n", llama_vocab_n_tokens(llama_model_get_vocab(model)), llama_model_n_layer(model));
+    llama_model_free(model);
+    llama_backend_free();
+}
+""")
+    program = tmp_path / "vocab"
+    flags = shlex.split(read_marker()["link"])  # -Iinclude -Llib -lllama ... relative to the build's folder
+    built = subprocess.run(["c++", "-std=c++17", str(source), *flags, "-o", str(program)], cwd=llamacpp_dir(),
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    ran = subprocess.run([str(program), str(resolve(MODEL).path)], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and ran.stdout.split() == ["49152", "30"], ran.stdout + ran.stderr[-1000:]

@@ -6,7 +6,7 @@ binding are the same llama.cpp commit: ``llama-quantize`` and ``llama_cpp.llama_
 bytes. CMake builds it in Release, statically (``BUILD_SHARED_LIBS=OFF``), with nothing fetched at build time (no
 prebuilt web-UI assets, no TLS library), into ``cache_dir()/llamacpp/<binding version>-<hash of the flags>/``::
 
-    slmlab setup llamacpp                     # ~25 min on 2 cores, once; a second run returns at once
+    slmlab setup llamacpp                     # once: 10-14 CPU-minutes of compiling, 87 MB; then returns at once
     llamacpp_program("llama-server")          # <that folder>/bin/llama-server, or a SlmLabError naming the command
 
 The folder holds ``bin/`` (the programs), ``include/`` and ``lib/`` (``llama.h`` and the static libraries, to
@@ -103,8 +103,9 @@ def read_marker(folder: str | os.PathLike | None = None) -> dict[str, Any] | Non
 def _missing_build(folder: Path) -> SlmLabError:
     return SlmLabError(f"llama.cpp's programs are not built for llama-cpp-python {binding_version()}: "
                        f"{folder} holds no complete build.",
-                       f"Run: {SETUP_COMMAND}  (once: it compiles llama.cpp from the pinned source, about 25 "
-                       "minutes on 2 cores; a later run returns at once).")
+                       f"Run: {SETUP_COMMAND}  (once: it compiles llama.cpp from the pinned source, 10-14 "
+                       "CPU-minutes, so 6-7 minutes on 2 idle cores and more on busy ones; a later run returns at "
+                       "once).")
 
 
 def llamacpp_dir() -> Path:

@@ -1,5 +1,5 @@
 """slmlab.setup.llamacpp: the build's flags, its folder and marker, the sdist's vendored tree, and the whole set-up run
-by the real CMake and compiler on a small stand-in llama.cpp tree (seconds, not the real 25 minutes): installed
+by the real CMake and compiler on a small stand-in llama.cpp tree (seconds, not the real 10+ minutes): installed
 atomically, found again at once, rebuilt with --force, and a failed compile reported with the compiler's own lines
 and nothing left half-installed."""
 
