@@ -1,4 +1,4 @@
-"""`slmlab setup vllm` and `slmlab setup onnx`: one-time set-up steps (registered by slmlab.cli)."""
+"""`slmlab setup vllm`, `setup onnx` and `setup llamacpp`: one-time set-up steps (registered by slmlab.cli)."""
 
 from __future__ import annotations
 
@@ -32,8 +32,26 @@ def cmd_setup_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_setup_llamacpp(args: argparse.Namespace) -> int:
+    """Build llama.cpp's own programs from the pinned source into the cache (once), or print where they are."""
+    from slmlab.setup.llamacpp import PROGRAMS, install_dir, read_marker, setup_llamacpp
+
+    if args.where:
+        folder = install_dir()
+        marker = read_marker(folder)
+        print(folder / "bin" if marker else f"{folder} (not built yet: run slmlab setup llamacpp)")
+        return 0 if marker else 1
+    folder = setup_llamacpp(force=args.force, jobs=args.jobs)
+    marker = read_marker(folder) or {}
+    print(f"llama.cpp {marker.get('llama_cpp_commit') or '?'} (llama-cpp-python {marker.get('llama_cpp_python')}), "
+          f"built {marker.get('created')} in {marker.get('build_seconds', 0) / 60:.1f} min, "
+          f"{marker.get('size_mb')} MB: {folder}")
+    print(f"programs in {folder / 'bin'}: {', '.join(PROGRAMS)}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `setup` (with `vllm` and `onnx`) to slmlab's subcommands."""
+    """Add `setup` (with `vllm`, `onnx`, `llamacpp` and `containers`) to slmlab's subcommands."""
     from slmlab.convert.onnx_quantize import SETUP_VARIANTS
 
     setup = sub.add_parser("setup", help="one-time set-up: engines with their own environment, prebuilt models")
@@ -54,3 +72,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     onnx.add_argument("variants", nargs="*", default=list(SETUP_VARIANTS),
                       help=f"which variants (default: {' '.join(SETUP_VARIANTS)})")
     onnx.set_defaults(func=cmd_setup_onnx)
+
+    llamacpp = what.add_parser(
+        "llamacpp", help="build llama.cpp's own programs (llama-server, llama-quantize …) once (10-14 CPU-min, 87 MB)",
+        description="Compile llama-server, llama-quantize, llama-cli, llama-bench, llama-perplexity and llama-imatrix "
+                    "with CMake from the llama.cpp tree that the installed llama-cpp-python vendors (its sdist, "
+                    "fetched with pip and cached), into ~/.cache/slmlab/llamacpp/<version>-<flags>/. A second run "
+                    "returns at once.")
+    llamacpp.add_argument("--force", action="store_true", help="build again even if the build is complete")
+    llamacpp.add_argument("--jobs", type=int, default=None, help="compilers at once (default: every core)")
+    llamacpp.add_argument("--where", action="store_true", help="print the programs' folder (exit 1 if not built)")
+    llamacpp.set_defaults(func=cmd_setup_llamacpp)
+
+    from slmlab.cli.containers_setup import add_setup_parser
+
+    add_setup_parser(what)

@@ -188,6 +188,21 @@ def check_onnx_models() -> Check:
                  required=False)
 
 
+def check_llamacpp() -> Check:
+    """Are llama.cpp's own programs built (`slmlab setup llamacpp`)? Optional: llama-server and the CLI tools."""
+    from slmlab.setup.llamacpp import llamacpp_dir, read_marker
+
+    try:
+        folder = llamacpp_dir()
+    except SlmLabError as err:
+        return Check("llama.cpp programs", False, err.problem, err.hint, required=False)
+    marker = read_marker(folder) or {}
+    build = marker.get("llama_cpp_build")
+    commit = str(marker.get("llama_cpp_commit") or "?")[:9]
+    return Check("llama.cpp programs", True, f"{'b' + str(build) if build else 'llama.cpp'} ({commit}), "
+                 f"{marker.get('size_mb', '?')} MB, {folder / 'bin'}", required=False)
+
+
 def check_programs() -> Check:
     """The system programs part 2 and 3 start: Prometheus, promtool, nginx, Chromium and its driver."""
     wanted = ("prometheus", "promtool", "nginx", "chromium", "chromedriver")
@@ -205,7 +220,7 @@ def run_doctor(ollama_timeout: float = 1.5) -> DoctorReport:
     checks += [check_package(d, e) for d, e in CORE_PACKAGES + OPTIONAL_PACKAGES]
     checks += check_models()
     checks += [check_memory(), check_cpu(), check_gpu(), check_disk(), check_ollama(ollama_timeout), check_hub()]
-    checks += [check_onnx_models(), check_vllm(), check_programs()]
+    checks += [check_onnx_models(), check_vllm(), check_llamacpp(), check_programs()]
     return DoctorReport(checks)
 
 
