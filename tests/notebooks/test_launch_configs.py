@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 NO_AMX = '-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'
 # ./lab's system packages that Binder's apt.txt leaves out, each with its reason (apt.txt says it too)
-NOT_FOR_BINDER = {"chromium": "Ubuntu has it only as a snap", "chromium-driver": "Ubuntu has it only as a snap"}
+NOT_FOR_BINDER = {"chromium": "Ubuntu has it only as a snap", "chromium-driver": "Ubuntu has it only as a snap",
+                  "cmake": "conda's cmake and cxx-compiler come with environment.yml"}
 CI_PHASES = ["venv+torch", "pip install", "system packages", "ONNX models", "llama.cpp tools", "containers",
              "vLLM venv", "fast tests", "unit/integration tests", "notebooks"]
 

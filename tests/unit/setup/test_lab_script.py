@@ -27,7 +27,7 @@ import pytest
 
 pytestmark = pytest.mark.fast
 ROOT = Path(__file__).resolve().parents[3]
-SYSTEM = "prometheus nginx chromium chromium-driver"
+SYSTEM = "prometheus nginx chromium chromium-driver cmake"
 APT_LINE = f"sudo apt-get update && sudo apt-get install -y --no-install-recommends {SYSTEM}"
 
 TOOLS = {
@@ -108,11 +108,11 @@ def test_with_password_less_sudo_or_as_root_apt_installs_only_what_is_missing(tm
     checkout(tmp_path)
     run = run_lab(tmp_path, "setup", "--only", "system", FAKE_SUDO="ok", FAKE_INSTALLED="nginx chromium")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "installed: prometheus chromium-driver" in step_line(run.stdout, "system packages")
+    assert "installed: prometheus chromium-driver cmake" in step_line(run.stdout, "system packages")
     made = calls(tmp_path)
     assert made[:2] == ["sudo -n env DEBIAN_FRONTEND=noninteractive apt-get update",
                         "apt-get update (uid 1000, DEBIAN_FRONTEND=noninteractive)"]
-    assert "apt-get install -y --no-install-recommends prometheus chromium-driver (uid 1000, " \
+    assert "apt-get install -y --no-install-recommends prometheus chromium-driver cmake (uid 1000, " \
            "DEBIAN_FRONTEND=noninteractive)" in made
     (tmp_path / "calls").write_text("")
     run = run_lab(tmp_path, "setup", "--only", "system", FAKE_UID="0", FAKE_INSTALLED="nginx")
@@ -138,12 +138,12 @@ def test_packages_the_distribution_lacks_are_named_and_the_others_installed(tmp_
     ubuntu = {"FAKE_UNKNOWN": "chromium chromium-driver"}
     run = run_lab(tmp_path, "setup", "--only", "system", FAKE_UID="0", **ubuntu)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "installed: prometheus nginx; not in this distribution: chromium chromium-driver" in run.stdout
-    assert "apt-get install -y --no-install-recommends prometheus nginx (uid 0, DEBIAN_FRONTEND=noninteractive)" in (
-        calls(tmp_path))
+    assert "installed: prometheus nginx cmake; not in this distribution: chromium chromium-driver" in run.stdout
+    assert ("apt-get install -y --no-install-recommends prometheus nginx cmake (uid 0, "
+            "DEBIAN_FRONTEND=noninteractive)") in calls(tmp_path)
     assert "sudo snap install chromium" in run.stdout.split("== left for you", 1)[1]
     run = run_lab(tmp_path, "setup", "--only", "system", **ubuntu)  # no root: the line to run has what apt has
-    assert "sudo apt-get install -y --no-install-recommends prometheus nginx\n" in run.stdout
+    assert "sudo apt-get install -y --no-install-recommends prometheus nginx cmake\n" in run.stdout
 
 
 def test_apt_without_its_mirror_fails_its_step_only(tmp_path):
