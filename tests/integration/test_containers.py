@@ -230,7 +230,8 @@ def test_memory_drill_the_computed_limit_holds_and_too_little_is_an_oom_kill(
     assert computed.process_peak_mi is not None and computed.process_peak_mi < computed.limit_mi
     # 30 % below the footprint: held (the kernel takes back the mapped model's pages) or OOM-killed, and said so
     assert below.held or (below.oom_killed and below.exit_code == 137)
-    assert anonymous.oom_killed and anonymous.exit_code == 137 and "under load" in anonymous.outcome
+    # killed while the model loads or under the long request: when depends on how busy the machine is
+    assert anonymous.oom_killed and anonymous.exit_code == 137, anonymous.outcome
     assert "killed by the kernel's OOM killer" in anonymous.outcome
 
 
