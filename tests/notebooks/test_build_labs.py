@@ -192,3 +192,42 @@ def test_part_folders_are_mirrored_from_solutions_to_labs(tmp_path: Path):
     (labs_dir / "02-local").mkdir()
     shutil.copy(TINY_SOLUTION, labs_dir / "02-local" / "stray.ipynb")
     assert build_labs(sols, labs_dir, check=True).orphans == [labs_dir / "02-local" / "stray.ipynb"]
+
+
+def _edit_first_cell(path: Path, text: str) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source += text
+    nbformat.write(nb, path)
+
+
+def test_build_labs_never_overwrites_a_lab_somebody_edited(tmp_path: Path, capsys):
+    sols, built = tmp_path / "solutions", tmp_path / "labs"
+    sols.mkdir()
+    shutil.copy(TINY_SOLUTION, sols / "tiny.ipynb")
+    build_labs(sols, built)
+    _edit_first_cell(built / "tiny.ipynb", "\nMy own notes.")  # a learner's work
+    _edit_first_cell(sols / "tiny.ipynb", "\nA fix upstream.")
+    capsys.readouterr()
+
+    assert cli("build-labs", "--solutions", str(sols), "--labs", str(built)) == 1
+    out = capsys.readouterr().out
+    assert f"{built / 'tiny.ipynb'}: kept" in out and "slmlab copy-labs" in out and "--force" in out
+    assert "My own notes." in (built / "tiny.ipynb").read_text()
+    assert not build_labs(sols, built, check=True).in_sync
+
+    assert cli("build-labs", "--solutions", str(sols), "--labs", str(built), "--force") == 0
+    text = (built / "tiny.ipynb").read_text()
+    assert "A fix upstream." in text and "My own notes." not in text
+
+
+def test_running_a_lab_is_not_editing_it(tmp_path: Path):
+    sols, built = tmp_path / "solutions", tmp_path / "labs"
+    sols.mkdir()
+    shutil.copy(TINY_SOLUTION, sols / "tiny.ipynb")
+    build_labs(sols, built)
+    nb = nbformat.read(built / "tiny.ipynb", as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.outputs, code.execution_count = [new_output("stream", name="stdout", text="ran\n")], 3
+    nbformat.write(nb, built / "tiny.ipynb")
+    _edit_first_cell(sols / "tiny.ipynb", "\nA fix upstream.")
+    assert build_labs(sols, built).changed == [built / "tiny.ipynb"]

@@ -1,4 +1,4 @@
-"""The course subcommands of `slmlab`: build-labs, run, grade (registered by slmlab.cli)."""
+"""The course subcommands of `slmlab`: build-labs, copy-labs, run, grade (registered by slmlab.cli)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,16 @@ def cmd_build_labs(args: argparse.Namespace) -> int:
     """Generate labs/ from solutions/; with --check, exit 1 and list the labs that are out of date."""
     from slmlab.course.build import build_labs, notebooks_in, solution_problems
 
-    report = build_labs(args.solutions, args.labs, check=args.check)
+    report = build_labs(args.solutions, args.labs, check=args.check, force=args.force)
     for path in notebooks_in(args.solutions):
         for problem in solution_problems(path):
             print(f"warning: {problem}")
     for orphan in report.orphans:
         solution = Path(args.solutions) / orphan.relative_to(args.labs)
         print(f"{orphan}: no solution {solution}; delete the lab or add its solution")
+    for path in report.edited:
+        print(f"{path}: kept, it has edits that build-labs did not write. Learners work in their own copy "
+              f"(slmlab copy-labs); to discard these edits, run: slmlab build-labs --force")
     if args.check:
         for path in report.changed:
             print(f"{path}: out of date (run: slmlab build-labs)")
@@ -25,8 +28,21 @@ def cmd_build_labs(args: argparse.Namespace) -> int:
         return 0 if report.in_sync else 1
     for path in report.changed:
         print(f"wrote {path}")
-    print(f"{len(report.changed)} lab(s) written, {len(report.unchanged)} unchanged")
-    return 1 if report.orphans else 0
+    print(f"{len(report.changed)} lab(s) written, {len(report.unchanged)} unchanged"
+          + (f", {len(report.edited)} kept with edits" if report.edited else ""))
+    return 1 if report.orphans or report.edited else 0
+
+
+def cmd_copy_labs(args: argparse.Namespace) -> int:
+    """Make or update the learner's own copy of labs/; never overwrite their edits."""
+    from slmlab.course.learner_copy import copy_labs
+
+    report = copy_labs(args.labs, args.to)
+    for line in report.lines():
+        print(line)
+    print(f"{args.to}/: {len(report.copied)} new, {len(report.updated)} updated, "
+          f"{len(report.beside)} with a new version beside your work, {len(report.kept)} as they were")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -112,12 +128,22 @@ def _add_grade_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add build-labs, run and grade to the `slmlab` command."""
+    """Add build-labs, copy-labs, run and grade to the `slmlab` command."""
     build = subparsers.add_parser("build-labs", help="generate labs/ from solutions/ (strip the solution blocks)")
     build.add_argument("--solutions", default="solutions", help="folder of solution notebooks (default: solutions)")
     build.add_argument("--labs", default="labs", help="folder to write labs into (default: labs)")
     build.add_argument("--check", action="store_true", help="write nothing; exit 1 and list labs that are out of date")
+    build.add_argument("--force", action="store_true", help="overwrite labs that have edits build-labs did not write")
     build.set_defaults(func=cmd_build_labs)
+
+    copy = subparsers.add_parser("copy-labs", help="make or update your own copy of the labs (my-labs/), keeping "
+                                                   "your edits",
+                                 description="Copy labs/ into your own folder. Run it again after an update: a lab you "
+                                             "have not changed is updated; one you have changed stays as it is, with "
+                                             "the new version beside it as NAME.new.ipynb.")
+    copy.add_argument("--labs", default="labs", help="the course's labs (default: labs)")
+    copy.add_argument("--to", default="my-labs", help="your copy (default: my-labs, which git ignores)")
+    copy.set_defaults(func=cmd_copy_labs)
 
     run = subparsers.add_parser("run", help="execute notebooks headlessly (papermill) and summarize time and memory")
     run.add_argument("paths", nargs="+", metavar="PATH", help="notebooks to execute")

@@ -15,11 +15,17 @@ Several blocks per cell are fine, markers may be indented (inside a function bod
 markdown cell's block becomes "_Write your answer here._". Labs carry no outputs, no execution
 counts, no widget state and no ``# NBVAL_...`` comments; check cells are locked (not editable,
 not deletable) in JupyterLab.
+
+Each lab carries a stamp, the SHA-256 of its cells' sources as generated (``metadata.slmlab.lab_sha256``). A lab
+whose sources no longer match its stamp has been edited by someone, and build-labs leaves it alone unless forced:
+a learner's work is never overwritten (``slmlab copy-labs`` makes the learner's own copy, see learner_copy.py).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,11 +57,13 @@ class BuildReport:
     changed: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
     orphans: list[Path] = field(default_factory=list)
+    edited: list[Path] = field(default_factory=list)  # labs with somebody's edits, left as they are
+
 
     @property
     def in_sync(self) -> bool:
         """True when no lab differs from its solution and no lab lacks a solution."""
-        return not self.changed and not self.orphans
+        return not self.changed and not self.orphans and not self.edited
 
 
 def _strip_block(source: str, *, markdown: bool, where: str) -> str:
@@ -122,7 +130,26 @@ def build_lab(solution: nbformat.NotebookNode, name: str = "notebook") -> nbform
             if check_name(cell) is not None:
                 cell.metadata["editable"] = False
                 cell.metadata["deletable"] = False
+    lab.metadata.setdefault("slmlab", {})["lab_sha256"] = sources_sha256(lab)
     return lab
+
+
+def sources_sha256(nb: nbformat.NotebookNode) -> str:
+    """SHA-256 of a notebook's cells (type and source): running a notebook leaves it unchanged, editing does not."""
+    cells = [(cell.cell_type, cell.source) for cell in nb.cells]
+    return hashlib.sha256(json.dumps(cells, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def generated_stamp(nb: nbformat.NotebookNode) -> str | None:
+    """The stamp build-labs wrote into a lab (None for a notebook it did not write)."""
+    stamp = nb.metadata.get("slmlab", {}).get("lab_sha256")
+    return stamp if isinstance(stamp, str) else None
+
+
+def is_edited(nb: nbformat.NotebookNode) -> bool:
+    """True when a generated lab's sources differ from what build-labs wrote (a learner's work is in it)."""
+    stamp = generated_stamp(nb)
+    return stamp is not None and stamp != sources_sha256(nb)
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
@@ -152,8 +179,12 @@ def notebooks_in(folder: Path | str) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
-def build_labs(solutions: Path | str = "solutions", labs: Path | str = "labs", *, check: bool = False) -> BuildReport:
-    """Write ``labs/P/X.ipynb`` for every ``solutions/P/X.ipynb``; with ``check``, only report what differs."""
+def build_labs(solutions: Path | str = "solutions", labs: Path | str = "labs", *, check: bool = False,
+               force: bool = False) -> BuildReport:
+    """Write ``labs/P/X.ipynb`` for every ``solutions/P/X.ipynb``; with ``check``, only report what differs.
+
+    A lab somebody edited (see `is_edited`) is reported in ``edited`` and kept, unless ``force``.
+    """
     solutions, labs = Path(solutions), Path(labs)
     if not solutions.is_dir():
         raise SlmLabError(f"Solutions folder not found: {solutions}",
@@ -167,6 +198,9 @@ def build_labs(solutions: Path | str = "solutions", labs: Path | str = "labs", *
         if current == text:
             report.unchanged.append(target)
             continue
+        if current is not None and not force and _has_edits(target):
+            report.edited.append(target)
+            continue
         report.changed.append(target)
         if not check:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +209,20 @@ def build_labs(solutions: Path | str = "solutions", labs: Path | str = "labs", *
         names = {s.relative_to(solutions) for s in sources}
         report.orphans = [p for p in notebooks_in(labs) if p.relative_to(labs) not in names]
     return report
+
+
+def read_or_none(path: Path) -> nbformat.NotebookNode | None:
+    """The notebook at `path`, or None when it cannot be read (half-saved, hand-broken, not JSON)."""
+    try:
+        return nbformat.read(path, as_version=4)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # nbformat's errors for broken notebooks
+        return None
+
+
+def _has_edits(lab: Path) -> bool:
+    """True for a lab file with somebody's edits; an unreadable file counts as edited (never overwrite it)."""
+    nb = read_or_none(lab)
+    return nb is None or is_edited(nb)
 
 
 def solution_problems(path: Path | str) -> list[str]:

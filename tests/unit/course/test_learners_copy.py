@@ -44,6 +44,7 @@ def test_the_learners_copy_has_the_labs_and_no_solution(tmp_path: Path):
     labs = sorted(p.relative_to(clone / "labs") for p in (clone / "labs").rglob("*.ipynb"))
     assert labs and sorted(p.relative_to(learners / "labs") for p in (learners / "labs").rglob("*.ipynb")) == labs
     assert (learners / "lab").is_file() and os.access(learners / "lab", os.X_OK)  # ./lab still sets it up
+    assert "my-labs/" not in (learners / ".gitignore").read_text().split()  # learners commit their work
     assert git("rev-list", "--count", "HEAD", cwd=learners).strip() == "1"
     everything = git("log", "--all", "--format=", "--name-only", cwd=learners).split()
     assert everything and not [p for p in everything if p.startswith(("solutions/", "instructor/"))]
