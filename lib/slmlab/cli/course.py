@@ -1,4 +1,4 @@
-"""The course subcommands of `slmlab`: build-labs, copy-labs, run, grade (registered by slmlab.cli)."""
+"""The course subcommands of `slmlab`: build-labs, copy-labs, course-map, run, grade (registered by slmlab.cli)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,27 @@ def cmd_copy_labs(args: argparse.Namespace) -> int:
         print(line)
     print(f"{args.to}/: {len(report.copied)} new, {len(report.updated)} updated, "
           f"{len(report.beside)} with a new version beside your work, {len(report.kept)} as they were")
+    return 0
+
+
+def cmd_course_map(args: argparse.Namespace) -> int:
+    """Write docs/course-map.md from the syllabus and the notebooks; with --check, exit 1 when it is stale."""
+    from slmlab.course.course_map import load_syllabus, map_problems, render_map
+
+    entries = load_syllabus()
+    problems = map_problems(Path(args.solutions), entries)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    text, out = render_map(Path(args.solutions), entries), Path(args.out)
+    current = out.read_text(encoding="utf-8") if out.exists() else None
+    if args.check:
+        print(f"{out}: " + ("in sync" if current == text else "out of date (run: slmlab course-map)"))
+        return 0 if current == text else 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}")
     return 0
 
 
@@ -128,7 +149,7 @@ def _add_grade_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add build-labs, copy-labs, run and grade to the `slmlab` command."""
+    """Add build-labs, copy-labs, course-map, run and grade to the `slmlab` command."""
     build = subparsers.add_parser("build-labs", help="generate labs/ from solutions/ (strip the solution blocks)")
     build.add_argument("--solutions", default="solutions", help="folder of solution notebooks (default: solutions)")
     build.add_argument("--labs", default="labs", help="folder to write labs into (default: labs)")
@@ -144,6 +165,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     copy.add_argument("--labs", default="labs", help="the course's labs (default: labs)")
     copy.add_argument("--to", default="my-labs", help="your copy (default: my-labs, which git ignores)")
     copy.set_defaults(func=cmd_copy_labs)
+
+    course_map = subparsers.add_parser("course-map", help="write docs/course-map.md: objectives, estimated times, "
+                                                          "prerequisites and topics of every notebook")
+    course_map.add_argument("--solutions", default="solutions", help="the solution notebooks (default: solutions)")
+    course_map.add_argument("--out", default="docs/course-map.md", help="the map (default: docs/course-map.md)")
+    course_map.add_argument("--check", action="store_true", help="write nothing; exit 1 when the map is out of date")
+    course_map.set_defaults(func=cmd_course_map)
 
     run = subparsers.add_parser("run", help="execute notebooks headlessly (papermill) and summarize time and memory")
     run.add_argument("paths", nargs="+", metavar="PATH", help="notebooks to execute")
