@@ -75,3 +75,14 @@ def test_estimate_is_within_25_percent_of_measured_peak_rss(context):
     est = footprint.estimate(SMOL, "Q4_1", context, weights_bytes=measured["file_bytes"])
     ratio = est.total_gb * 1e9 / measured["peak_rss"]
     assert 0.75 <= ratio <= 1.25, f"estimate {est.total_gb:.3f} GB vs measured {measured['peak_rss'] / 1e9:.3f} GB"
+
+
+def test_the_landscape_notebooks_t4_claim_follows_the_estimate():
+    """1.1's tier table says a 16 GB T4 holds the 14B models at 4 bits but not 30B: the weights alone say so."""
+    from conftest import SOLUTIONS
+
+    text = (SOLUTIONS / "01-foundations" / "01-slm-landscape.ipynb").read_text(encoding="utf-8")
+    assert "a 16 GB T4 holds 14B at 4 bits, not 30B" in text
+    t4 = hardware.get_preset("t4")
+    weights_gb = {b: b * footprint.bits_per_weight("Q4_K_M") / 8 for b in (14, 30)}
+    assert weights_gb[14] < t4.vram_gb < weights_gb[30]
