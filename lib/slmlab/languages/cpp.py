@@ -58,7 +58,7 @@ def run_greedy(build: str | os.PathLike, model_path: str | os.PathLike, prompt: 
     if not exe.exists():
         raise SlmLabError(f"{exe} is not built.", "Run cmake_build(workdir) first (the exercise's target needs "
                                                   "pick.hpp in the folder).")
-    cmd = [exe, "-m", model_path, "-p", prompt, "-n", str(max_tokens)]
+    cmd: list[str | os.PathLike] = [exe, "-m", model_path, "-p", prompt, "-n", str(max_tokens)]
     if threads:
         cmd += ["-t", str(threads)]
     run = run_program(cmd, cwd=build, what=program, echo=echo, timeout=300)

@@ -98,7 +98,7 @@ def make_handler(state: FlakyState) -> type[BaseHTTPRequestHandler]:
             except OSError as err:
                 self._reply(502, json.dumps({"error": f"upstream {state.upstream}: {err}"}).encode())
 
-        do_GET = do_POST = do_DELETE = do_PUT = _handle
+        do_GET = do_POST = do_DELETE = do_PUT = _handle  # noqa: N815 - http.server's method names
 
     return Handler
 

@@ -56,7 +56,7 @@ def create_app(model: str | None = None, n_ctx: int = 1024) -> Any:
         try:
             body = api.ChatRequest.model_validate(request.get_json(force=True, silent=True) or {})
         except ValidationError as exc:
-            return jsonify(api.validation_error(exc.errors())), 400
+            return jsonify(api.validation_error([dict(e) for e in exc.errors()])), 400
         max_tokens = body.requested_max_tokens() or 128
         if max_tokens > MAX_TOKENS_CAP:
             return jsonify(api.error(f"max_tokens={max_tokens} is over this server's limit of {MAX_TOKENS_CAP}.",
