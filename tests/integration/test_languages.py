@@ -109,7 +109,7 @@ def test_csharp_client_service_compile_error_and_retry(ollama_url, tmp_path):
             events = [line for line in answer.iter_lines() if line.startswith("data: ")]
         assert events[-1] == "data: [DONE]" and len(events) > 3
     write_source(work, "Broken.cs", "class B { void f() { int x = ; } }")
-    with pytest.raises(CompileError, match=r"Broken.cs\(1,30\): error CS1525"):
+    with pytest.raises(CompileError, match=r"Broken.cs\(1,29\): error CS1525"):
         compile_csharp(work, ["Broken.cs"], "broken.exe", echo=False)
     with pytest.raises(ProgramFailed, match="Is the server running"):  # a server that is down
         run_mono(work, client, [f"http://127.0.0.1:{free_port()}", OLLAMA_MODEL, "4", "Hi"], echo=False)

@@ -135,19 +135,13 @@ def _kill_group(proc: subprocess.Popen, only_children: bool = False) -> None:
 
 def last_json(text: str) -> dict:
     """The last line of `text` that is a JSON object, parsed: how the course's programs report their results."""
-    import json
+    from slmlab.process import _last_json_object
 
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("{") and line.endswith("}"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                return value
-    raise SlmLabError("The program printed no JSON result line.",
-                      "It should end by printing one JSON object on a line of its own; look at its output above.")
+    found = _last_json_object([line.strip() for line in text.splitlines()])
+    if found is None:
+        raise SlmLabError("The program printed no JSON result line.",
+                          "It should end by printing one JSON object on a line of its own; look at its output above.")
+    return found
 
 
 def copy_tree(source: Path, target: Path) -> Path:
