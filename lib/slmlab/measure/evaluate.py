@@ -33,14 +33,19 @@ HELDOUT_DIR = DATA_DIR / "heldout"
 EVAL_DIR = DATA_DIR / "eval"
 
 
-def heldout_text(name: str = "weather_forecasting") -> str:
-    """A held-out text shipped with the course (data/heldout/<name>.txt, CC0)."""
+def heldout_file(name: str = "weather_forecasting") -> Path:
+    """The path of a held-out text shipped with the course (data/heldout/<name>.txt, CC0): for a command line."""
     path = HELDOUT_DIR / f"{name}.txt"
     if not path.is_file():
         found = sorted(p.stem for p in HELDOUT_DIR.glob("*.txt")) if HELDOUT_DIR.is_dir() else []
         raise SlmLabError(f"No held-out text '{name}' in {HELDOUT_DIR}.",
                           f"Available: {', '.join(found) or 'none (run from a checkout of the course)'}.")
-    return path.read_text(encoding="utf-8")
+    return path
+
+
+def heldout_text(name: str = "weather_forecasting") -> str:
+    """A held-out text shipped with the course (data/heldout/<name>.txt, CC0)."""
+    return heldout_file(name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,51 @@ def perplexity(model: ResolvedModel | str | os.PathLike | Any = None, text: str 
     finally:
         llm.close()
     return Perplexity(resolved.name, n_ctx, stride, targets, nll, argmax, perf_counter() - start)
+
+
+def chunked_perplexity(model: ResolvedModel | str | os.PathLike | Any = None, text: str | None = None, *,
+                       n_ctx: int = 512, chunks: int | None = None, n_threads: int | None = None,
+                       flash_attn: bool = True) -> Perplexity:
+    """Perplexity the way llama.cpp's ``llama-perplexity`` computes it, with the Python binding.
+
+    The tokens are cut into separate chunks of `n_ctx` (at most `chunks` of them); each chunk is evaluated on its
+    own with its first token replaced by BOS when the model uses one, and only its second half is scored (every
+    scored token sees n_ctx/2 to n_ctx-1 tokens of its own chunk, none of the chunks before). Same text and `n_ctx`:
+    the same number as ``llama-perplexity -c n_ctx``, up to floating-point rounding. `flash_attn` as that tool's
+    default (``-fa auto``: on for a CPU); the binding's own default, off, rounds differently (~0.3% here).
+    """
+    import llama_cpp
+
+    from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, load_llama, resolve
+
+    ref = _model_ref(model if model is not None else DEFAULT_MODEL)
+    resolved = ref if isinstance(ref, ResolvedModel) else resolve(ref)
+    text = heldout_text() if text is None else text
+    if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 8:
+        raise SlmLabError(f"n_ctx={n_ctx!r} is not usable.", "Use a whole number of tokens such as 128 or 512.")
+    start = perf_counter()
+    llm = load_llama(resolved, n_ctx=-(-n_ctx // 256) * 256, n_batch=n_ctx, logits_all=True, n_threads=n_threads,
+                     flash_attn=flash_attn)
+    try:
+        ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        if len(ids) < 2 * n_ctx:
+            raise SlmLabError(f"The text has {len(ids)} tokens; chunks of {n_ctx} need at least {2 * n_ctx}.",
+                              "Use a smaller n_ctx or a longer text (llama-perplexity asks the same).")
+        count = len(ids) // n_ctx if chunks is None else min(chunks, len(ids) // n_ctx)
+        bos = llm.token_bos() if llama_cpp.llama_vocab_get_add_bos(llama_cpp.llama_model_get_vocab(llm.model)) else None
+        first, targets, nll, argmax = n_ctx // 2, [], [], []
+        for i in range(count):
+            chunk = ids[i * n_ctx:(i + 1) * n_ctx]
+            llm.reset()
+            llm.eval(([bos] if bos is not None else chunk[:1]) + chunk[1:])
+            picks = chunk[first + 1:]  # row j predicts token j + 1: rows first .. n_ctx-2
+            window_nll, window_best = _log_softmax_at(llm.scores[first:n_ctx - 1], picks)
+            targets += picks
+            nll += window_nll
+            argmax += window_best
+    finally:
+        llm.close()
+    return Perplexity(resolved.name, n_ctx, n_ctx, targets, nll, argmax, perf_counter() - start)
 
 
 def top1_agreement(a: Perplexity, b: Perplexity) -> float:
