@@ -5,8 +5,7 @@ The script and the ``gguf-py`` it imports come from the same llama.cpp tree as t
 
     hf_dir = slmlab.convert.onnx_quantize.prepare(["hf"])["hf"]     # the GGUF as an HF folder (built in set-up)
     back = convert_hf_to_gguf(hf_dir, "roundtrip.F16.gguf", "f16")   # and back to GGUF
-    compare_tensors(reference_f16, back)                              # every tensor, byte for byte
-    metadata_differences(original, back)                              # the keys one file has and the other lacks
+    compare_gguf(back, reference_f16)       # every tensor, byte for byte, and the metadata keys only one has
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 
-from slmlab.convert.llamacpp_cli import existing_file, tail
+from slmlab.convert.llamacpp_cli import existing_file, run_command, tail
 from slmlab.errors import SlmLabError
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0", "tq1_0", "tq2_0", "auto")  # --outtype; lower bits are llama-quantize's job
@@ -54,16 +53,17 @@ def convert_hf_to_gguf(hf_dir: str | os.PathLike, outfile: str | os.PathLike, ou
     target.parent.mkdir(parents=True, exist_ok=True)
     start = perf_counter()
     try:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-                              timeout=timeout, cwd=Path(command[1]).parent)
-    except subprocess.TimeoutExpired:
+        code, out, err = run_command(command, timeout=timeout, cwd=Path(command[1]).parent)
+    except BaseException as exc:  # the timeout, or Ctrl-C: no partial file left behind
         partial.unlink(missing_ok=True)
-        raise SlmLabError(f"convert_hf_to_gguf.py took longer than {timeout:g} s and was stopped.",
-                          "Pass a larger timeout=, or convert a smaller model.") from None
-    if done.returncode != 0 or not partial.is_file():
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise SlmLabError(f"convert_hf_to_gguf.py took longer than {timeout:g} s and was stopped.",
+                              "Pass a larger timeout=, or convert a smaller model.") from None
+        raise
+    if code != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
-        raise SlmLabError(f"convert_hf_to_gguf.py could not convert {command[2]} (exit code {done.returncode}). "
-                          f"Its last lines:\n{tail(done.stdout + done.stderr)}",
+        raise SlmLabError(f"convert_hf_to_gguf.py could not convert {command[2]} (exit code {code}). "
+                          f"Its last lines:\n{tail(out + err)}",
                           "Read the lines above: an architecture it does not know, a missing tokenizer file, or a "
                           "missing package (it needs torch, transformers and safetensors: pip install -e '.[hf]').")
     os.replace(partial, target)
@@ -72,22 +72,23 @@ def convert_hf_to_gguf(hf_dir: str | os.PathLike, outfile: str | os.PathLike, ou
 
 
 @dataclass(frozen=True)
-class TensorComparison:
-    """Two GGUF files tensor by tensor: which hold the same type and bytes, which differ, which only one has."""
+class GGUFComparison:
+    """Two GGUF files side by side: tensors with the same type and bytes, tensors that differ, what only one has."""
 
     identical: list[str] = field(repr=False)
     different: list[str]
     only_first: list[str]
     only_second: list[str]
+    keys_only_first: list[str]  # metadata keys (the GGUF header's own skipped)
+    keys_only_second: list[str]
 
     @property
-    def all_identical(self) -> bool:
+    def same_tensors(self) -> bool:
         """True when both files hold the same tensors with the same types and bytes."""
         return bool(self.identical) and not (self.different or self.only_first or self.only_second)
 
     def __str__(self) -> str:
-        total = len(self.identical) + len(self.different)
-        said = f"{len(self.identical)} of {total} shared tensors identical (type and bytes)"
+        said = f"{len(self.identical)} of {len(self.identical) + len(self.different)} shared tensors identical"
         for label, names in (("different", self.different), ("only in the first", self.only_first),
                              ("only in the second", self.only_second)):
             if names:
@@ -95,24 +96,18 @@ class TensorComparison:
         return said
 
 
-def compare_tensors(first: str | os.PathLike, second: str | os.PathLike) -> TensorComparison:
-    """Compare every tensor of two GGUF files (read with the ``gguf`` package, memory-mapped)."""
+def compare_gguf(first: str | os.PathLike, second: str | os.PathLike) -> GGUFComparison:
+    """Compare two GGUF files: every tensor (type and bytes, memory-mapped) and the metadata keys each has."""
     import numpy as np
     from gguf import GGUFReader
 
-    a = {t.name: t for t in GGUFReader(existing_file(first, "GGUF file")).tensors}
-    b = {t.name: t for t in GGUFReader(existing_file(second, "GGUF file")).tensors}
-    identical, different = [], []
+    readers = [GGUFReader(existing_file(path, "GGUF file")) for path in (first, second)]
+    a, b = ({t.name: t for t in reader.tensors} for reader in readers)
+    identical: list[str] = []
+    different: list[str] = []
     for name in (n for n in a if n in b):
         same = a[name].tensor_type == b[name].tensor_type and np.array_equal(a[name].data, b[name].data)
         (identical if same else different).append(name)
-    return TensorComparison(identical, different, [n for n in a if n not in b], [n for n in b if n not in a])
-
-
-def metadata_differences(first: str | os.PathLike, second: str | os.PathLike) -> dict[str, list[str]]:
-    """The metadata keys only the first file has, and those only the second has (the GGUF header's own skipped)."""
-    from gguf import GGUFReader
-
-    keys = [{name for name in GGUFReader(existing_file(path, "GGUF file")).fields if not name.startswith("GGUF.")}
-            for path in (first, second)]
-    return {"only_first": sorted(keys[0] - keys[1]), "only_second": sorted(keys[1] - keys[0])}
+    keys = [{name for name in reader.fields if not name.startswith("GGUF.")} for reader in readers]
+    return GGUFComparison(identical, different, [n for n in a if n not in b], [n for n in b if n not in a],
+                          sorted(keys[0] - keys[1]), sorted(keys[1] - keys[0]))

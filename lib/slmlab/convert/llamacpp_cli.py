@@ -14,7 +14,9 @@ fails raises a SlmLabError with its last lines (never a Python traceback from de
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,6 +66,24 @@ def existing_file(path: str | os.PathLike, what: str) -> Path:
     return found
 
 
+def run_command(command: Sequence[str], *, timeout: float, cwd: str | os.PathLike | None = None,
+                ) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `command`, in a process group of its own that is killed on a timeout or
+    Ctrl-C; a timeout raises subprocess.TimeoutExpired with what it printed on stderr so far."""
+    proc = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, errors="replace", cwd=cwd, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise subprocess.TimeoutExpired(command, timeout, out, err) from None
+        raise
+    return proc.returncode, out, err
+
+
 def run_program(name: str, args: Sequence[str | os.PathLike | int | float], *, what: str,
                 timeout: float = 600, cwd: str | os.PathLike | None = None) -> ToolRun:
     """Run one of llama.cpp's programs (e.g. "llama-quantize") and return its output; a failure raises a SlmLabError.
@@ -76,16 +96,14 @@ def run_program(name: str, args: Sequence[str | os.PathLike | int | float], *, w
     command = [str(llamacpp_program(name)), *(os.fspath(a) if isinstance(a, os.PathLike) else str(a) for a in args)]
     start = perf_counter()
     try:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-                              timeout=timeout, cwd=cwd)
+        code, out, err = run_command(command, timeout=timeout, cwd=cwd)
     except subprocess.TimeoutExpired as exc:
-        said = (exc.stderr or b"").decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         raise SlmLabError(f"{what}: {name} did not finish within {timeout:g} s and was stopped. Its last lines:\n"
-                          f"{tail(said)}", "Give it less to do (fewer chunks, a smaller -c), or a larger timeout=.") \
-            from None
-    run = ToolRun(command, done.returncode, done.stdout, done.stderr, perf_counter() - start)
-    if done.returncode != 0:
-        status = f"exit code {done.returncode}" if done.returncode > 0 else f"signal {-done.returncode}"
+                          f"{tail(str(exc.stderr or ''))}",
+                          "Give it less to do (fewer chunks, a smaller -c), or a larger timeout=.") from None
+    run = ToolRun(command, code, out, err, perf_counter() - start)
+    if code != 0:
+        status = f"exit code {code}" if code > 0 else f"signal {-code}"
         raise SlmLabError(f"{what} failed: {name} ended with {status}. Its last lines:\n{tail(run.output)}",
                           f"Read the lines above; the command was: {' '.join([name, *command[1:]])}")
     return run

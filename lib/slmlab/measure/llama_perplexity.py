@@ -12,7 +12,6 @@ log, on stderr); it has no JSON output, so :func:`parse_perplexity` reads those 
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -32,7 +31,7 @@ _CHUNKS = re.compile(r"calculating perplexity over (\d+) chunks, n_ctx=(\d+)")
 
 @dataclass(frozen=True)
 class LlamaPerplexity:
-    """What ``llama-perplexity`` reported: the final perplexity, its ± (one standard error), and each chunk's estimate."""
+    """What ``llama-perplexity`` reported: the final perplexity, its ± (one standard error), each chunk's estimate."""
 
     model: str
     n_ctx: int
@@ -81,7 +80,7 @@ def run_llama_perplexity(model: str | os.PathLike, text_file: str | os.PathLike,
 
 def perplexity_table(models: Mapping[str, str | os.PathLike | Any], text_file: str | os.PathLike, *,
                      baseline: str | None = None, **options: Any) -> pd.DataFrame:
-    """``llama-perplexity`` on each file of {label: path or model}: size, perplexity, ± and the change from `baseline`."""
+    """``llama-perplexity`` on each file of {label: path or model}: size, perplexity, ±, change from `baseline`."""
     import pandas as pd
 
     rows = []
@@ -99,9 +98,3 @@ def perplexity_table(models: Mapping[str, str | os.PathLike | Any], text_file: s
         table["delta_pct"] = ((table["perplexity"] / base - 1) * 100).round(1)
     return table
 
-
-def relative_difference(a: float, b: float) -> float:
-    """|a - b| / b: how far two perplexities are apart, as a fraction of the second."""
-    if not (math.isfinite(a) and math.isfinite(b)) or b == 0:
-        return math.inf
-    return abs(a - b) / abs(b)
