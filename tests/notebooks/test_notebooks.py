@@ -102,7 +102,8 @@ DEFAULTS_DIFFER: dict[str, str] = {
 CI_PARAMETERS_SUFFICE: dict[str, str] = {
     "00-setup-check": "the Ollama probe's timeout",
     "01-foundations/03-quantization-llamacpp": "7 quantization types instead of 3 through the same calls, every "
-                                               "evaluation task, a 1024-token window (~5 min more)",
+                                               "evaluation task, a 1024-token window, llama-imatrix on 4 chunks "
+                                               "and llama-perplexity on 3 (CI: 2 and 1) (~5 min more)",
     "01-foundations/05-developer-apis": "how many tokens the agreement check compares",
     "02-local/01-ollama": "rounds of the timing loop",
     "02-local/03-foundry-local": "repeats of the timing loop",

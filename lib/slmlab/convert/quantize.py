@@ -41,9 +41,10 @@ _LOCK = threading.Lock()  # llama.cpp's log callback is process-wide: one quanti
 # llama.cpp's per-tensor log lines (src/llama-quant.cpp), e.g.
 # [  12/ 272]   blk.1.attn_q.weight - [   576,    576,      1,      1], type =    f16, converting to q5_0 .. size = ...
 # [  13/ 272]   blk.1.attn_norm.weight - [   576,      1,      1,      1], type =    f32, size =    0.002 MiB
+# (with --imatrix, a line "====== llama_model_quantize_impl: did not find weights for ..." may come in between)
 _TENSOR_LINE = re.compile(
     r"\[\s*(?P<index>\d+)/\s*(?P<total>\d+)\]\s+(?P<name>\S+)\s+-\s+\[(?P<shape>[\d,\s]+)\],\s+"
-    r"type\s*=\s*(?P<src>\w+),\s+(?:converting to (?P<dst>\w+)|size)")
+    r"type\s*=\s*(?P<src>\w+),\s+(?:=+ [^\n]*\n)?(?:converting to (?P<dst>\w+)|size)")
 # warning: blk.0.attn_q.weight - ncols    576 not divisible by 256 (required for type    q6_K) -> falling back to
 # q8_0   (one line in llama-quantize's log)
 _FALLBACK_LINE = re.compile(

@@ -14,7 +14,7 @@ import math
 import os
 import re
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -33,14 +33,19 @@ HELDOUT_DIR = DATA_DIR / "heldout"
 EVAL_DIR = DATA_DIR / "eval"
 
 
-def heldout_text(name: str = "weather_forecasting") -> str:
-    """A held-out text shipped with the course (data/heldout/<name>.txt, CC0)."""
+def heldout_file(name: str = "weather_forecasting") -> Path:
+    """The path of a held-out text shipped with the course (data/heldout/<name>.txt, CC0): for a command line."""
     path = HELDOUT_DIR / f"{name}.txt"
     if not path.is_file():
         found = sorted(p.stem for p in HELDOUT_DIR.glob("*.txt")) if HELDOUT_DIR.is_dir() else []
         raise SlmLabError(f"No held-out text '{name}' in {HELDOUT_DIR}.",
                           f"Available: {', '.join(found) or 'none (run from a checkout of the course)'}.")
-    return path.read_text(encoding="utf-8")
+    return path
+
+
+def heldout_text(name: str = "weather_forecasting") -> str:
+    """A held-out text shipped with the course (data/heldout/<name>.txt, CC0)."""
+    return heldout_file(name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,44 @@ def _log_softmax_at(rows: Any, picks: Sequence[int]) -> tuple[list[float], list[
     return nll, best
 
 
+Window = tuple[list[int], int, list[int]]  # tokens to evaluate, the logits row of the first scored token, the targets
+Scored = tuple[str, list[int], list[float], list[int], float]  # model name, targets, -log p, argmax, seconds
+
+
+def _score_windows(model: Any, text: str | None, n_ctx: int, n_threads: int | None,
+                   windows: Callable[[Any, list[int]], Iterable[Window]], **load: Any) -> Scored:
+    """Load `model`, tokenize `text` as llama.cpp does, and score the targets of each window from an empty cache.
+
+    Returns (model name, targets, -log p of each, argmax at each, seconds); row i of a window predicts token i + 1.
+    """
+    from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, load_llama, resolve
+
+    ref = _model_ref(model if model is not None else DEFAULT_MODEL)
+    resolved = ref if isinstance(ref, ResolvedModel) else resolve(ref)
+    text = heldout_text() if text is None else text
+    if not isinstance(text, str) or not text.strip():
+        raise SlmLabError("There is no text to score.",
+                          "Pass a paragraph or more, or leave text=None for the held-out text.")
+    start = perf_counter()
+    llm = load_llama(resolved, n_ctx=-(-n_ctx // 256) * 256, n_batch=n_ctx, logits_all=True, n_threads=n_threads,
+                     **load)
+    targets: list[int] = []
+    nll: list[float] = []
+    argmax: list[int] = []
+    try:
+        ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)  # a BOS only if the model wants one
+        for tokens, first_row, picks in windows(llm, ids):
+            llm.reset()
+            llm.eval(tokens)
+            window_nll, window_best = _log_softmax_at(llm.scores[first_row:first_row + len(picks)], picks)
+            targets += picks
+            nll += window_nll
+            argmax += window_best
+    finally:
+        llm.close()
+    return resolved.name, targets, nll, argmax, perf_counter() - start
+
+
 def perplexity(model: ResolvedModel | str | os.PathLike | Any = None, text: str | None = None, *, n_ctx: int = 512,
                stride: int | None = None, max_tokens: int | None = None, n_threads: int | None = None) -> Perplexity:
     """Perplexity of a GGUF model on `text` (default: the held-out text), with llama.cpp's logits.
@@ -205,39 +248,50 @@ def perplexity(model: ResolvedModel | str | os.PathLike | Any = None, text: str 
     The text is tokenized as llama.cpp does (a BOS only if the model asks for one) and scored with a
     sliding window of `n_ctx` tokens moved by `stride` (default n_ctx // 2): the method of Hugging Face's
     perplexity guide. llama.cpp's `llama-perplexity` tool instead cuts the text into separate chunks and
-    scores their second halves, so its figures differ a little; compare numbers from one method only.
+    scores their second halves (:func:`chunked_perplexity`), so its figures differ; compare numbers from one method.
     """
-    from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, load_llama, resolve
-
-    ref = _model_ref(model if model is not None else DEFAULT_MODEL)
-    resolved = ref if isinstance(ref, ResolvedModel) else resolve(ref)
-    text = heldout_text() if text is None else text
     stride = stride if stride is not None else n_ctx // 2
-    if not isinstance(text, str) or not text.strip():
-        raise SlmLabError("There is no text to score.",
-                          "Pass a paragraph or more, or leave text=None for the held-out text.")
     window_spans(2, n_ctx, stride)  # validates the window before loading anything
-    start = perf_counter()
-    llm = load_llama(resolved, n_ctx=-(-n_ctx // 256) * 256, n_batch=n_ctx, logits_all=True, n_threads=n_threads)
-    try:
-        ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
-        if max_tokens is not None:
-            ids = ids[:max_tokens]
+
+    def windows(llm: Any, ids: list[int]) -> Iterator[Window]:
+        ids = ids[:max_tokens] if max_tokens is not None else ids
         if len(ids) < 2:
             raise SlmLabError("The text is shorter than two tokens.", "Pass a paragraph or more of text.")
-        targets, nll, argmax = [], [], []
         for begin, end, first in window_spans(len(ids), n_ctx, stride):
-            llm.reset()
-            llm.eval(ids[begin:end])
-            rows = llm.scores[first - 1 - begin: end - 1 - begin]  # row i predicts token i + 1
-            picks = ids[first:end]
-            window_nll, window_best = _log_softmax_at(rows, picks)
-            targets += picks
-            nll += window_nll
-            argmax += window_best
-    finally:
-        llm.close()
-    return Perplexity(resolved.name, n_ctx, stride, targets, nll, argmax, perf_counter() - start)
+            yield ids[begin:end], first - 1 - begin, ids[first:end]
+
+    name, targets, nll, argmax, seconds = _score_windows(model, text, n_ctx, n_threads, windows)
+    return Perplexity(name, n_ctx, stride, targets, nll, argmax, seconds)
+
+
+def chunked_perplexity(model: ResolvedModel | str | os.PathLike | Any = None, text: str | None = None, *,
+                       n_ctx: int = 512, chunks: int | None = None, n_threads: int | None = None,
+                       flash_attn: bool = True) -> Perplexity:
+    """Perplexity the way llama.cpp's ``llama-perplexity`` computes it, with the Python binding.
+
+    The tokens are cut into separate chunks of `n_ctx` (at most `chunks` of them); each chunk is evaluated on its
+    own with its first token replaced by BOS when the model uses one, and only its second half is scored (every
+    scored token sees n_ctx/2 to n_ctx-1 tokens of its own chunk, none of the chunks before). Same text and `n_ctx`:
+    the same number as ``llama-perplexity -c n_ctx``, up to floating-point rounding. `flash_attn` as that tool's
+    default (``-fa auto``: on for a CPU); the binding's own default, off, rounds differently (~0.3% here).
+    """
+    if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 8:
+        raise SlmLabError(f"n_ctx={n_ctx!r} is not usable.", "Use a whole number of tokens such as 128 or 512.")
+
+    def windows(llm: Any, ids: list[int]) -> Iterator[Window]:
+        import llama_cpp
+
+        if len(ids) < 2 * n_ctx:
+            raise SlmLabError(f"The text has {len(ids)} tokens; chunks of {n_ctx} need at least {2 * n_ctx}.",
+                              "Use a smaller n_ctx or a longer text (llama-perplexity asks the same).")
+        count = len(ids) // n_ctx if chunks is None else min(chunks, len(ids) // n_ctx)
+        add_bos = llama_cpp.llama_vocab_get_add_bos(llama_cpp.llama_model_get_vocab(llm.model))
+        for i in range(count):
+            chunk = ids[i * n_ctx:(i + 1) * n_ctx]
+            yield [llm.token_bos() if add_bos else chunk[0], *chunk[1:]], n_ctx // 2, chunk[n_ctx // 2 + 1:]
+
+    name, targets, nll, argmax, seconds = _score_windows(model, text, n_ctx, n_threads, windows, flash_attn=flash_attn)
+    return Perplexity(name, n_ctx, n_ctx, targets, nll, argmax, seconds)
 
 
 def top1_agreement(a: Perplexity, b: Perplexity) -> float:

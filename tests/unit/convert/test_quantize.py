@@ -52,6 +52,18 @@ def test_the_log_becomes_a_tensor_table():
 
 
 @pytest.mark.fast
+def test_a_tensor_line_split_by_the_imatrix_notice_is_read():
+    # llama-quantize --imatrix writes a notice inside the tensor's line when the matrix has no entry for it
+    log = ("[   2/ 272]                    token_embd.weight - [   576,  49152,      1,      1], type =    f16, \n"
+           "====== llama_model_quantize_impl: did not find weights for token_embd.weight\n"
+           "converting to q8_0 .. load_imatrix: imatrix datasets=['calibration.txt']\n"
+           "[   3/ 272]                  blk.0.attn_k.weight - [   576,    192,      1,      1], type =    f16, "
+           "converting to q5_0 .. size =     0.21 MiB ->     0.07 MiB\n")
+    table = q.parse_quantize_log(log)
+    assert table[["tensor", "used"]].values.tolist() == [["token_embd.weight", "Q8_0"], ["blk.0.attn_k.weight", "Q5_0"]]
+
+
+@pytest.mark.fast
 def test_fallback_summary_and_bits_from_the_log(tmp_path):
     result = q.QuantizedModel("Q4_K_M", tmp_path / "x.gguf", tmp_path / "src.gguf", 0.0, True, LOG)
     summary = q.fallback_summary(result)
