@@ -25,6 +25,7 @@ from slmlab.containers.build import BuildRequest, build_image
 from slmlab.containers.run import Container, ContainerSpec, secret_dir
 from slmlab.deploy import DeploymentSpec, k8s, render_to
 from slmlab.deploy.build import build_bundle
+from slmlab.deploy.observe import bundle_prometheus, load_through
 from slmlab.deploy.play import BundlePlay
 from slmlab.deploy.run import BundleRun, ask, config_maps, container_spec, deployment
 from slmlab.errors import SlmLabError
@@ -134,6 +135,30 @@ def test_engine_and_gateway_answer_the_openai_client_hardened_as_the_manifests_s
         names = (run.engine.name, run.gateway.name if run.gateway else "")
     left = names_left(rt, ["ps", "-a"])
     assert not any(name in left for name in names)
+
+
+@needs_runtime
+@needs_engine
+def test_load_and_prometheus_go_through_the_gateway_container_to_the_engine_container(
+        rt: runtimes.Runtime, bundle: tuple[Path, dict]) -> None:
+    folder, _ = bundle
+    with BundleRun(folder, rt) as run:
+        assert ask(run.base_url, run.api_key, MODEL)["text"]  # the openai client, through the gateway
+        with bundle_prometheus(run) as prom:  # the host's Prometheus, with the bundle's own scrape jobs
+            load = load_through(run, prom, concurrency=2, num_requests=4, max_tokens=8)
+            prometheus = prom
+        print("\n".join(load.lines()))
+        assert load.ok == 4, load.result.errors()
+        assert sorted(load.targets["job"]) == ["gateway", "llamacpp-server"] and (load.targets["health"] == "up").all()
+        assert load.counted["gateway chat requests (200)"] == 4  # Prometheus saw every request of the load
+        generated = load.counted["engine generated tokens"]
+        assert generated == load.counted["gateway completion tokens"] == load.result.requests["output_tokens"].sum()
+        assert generated > 0
+        # every image that carries the weights carries their licence (SmolLM2: Apache-2.0, its full text)
+        assert "Apache License" in rt.output(["exec", run.engine.name if run.engine else "", "head", "-3",
+                                              "/licenses/model/LICENSE"])
+    assert not prometheus.running  # stopped, its config and data removed
+    assert "chat-engine" not in names_left(rt, ["ps", "-a"])
 
 
 @needs_runtime

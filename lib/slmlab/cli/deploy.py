@@ -80,6 +80,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         lines = [f"{box.name}: {box.url()} (ready in {box.startup_s:.1f} s)" for box in (run.engine, run.gateway)
                  if box is not None]
         lines.append(f"API key: {key_file}")
+        if args.load:
+            from slmlab.deploy.observe import bundle_prometheus, load_through
+
+            with bundle_prometheus(run) as prom:
+                lines += load_through(run, prom, num_requests=args.load).lines()
         base = run.base_url if run.gateway else (run.engine.url() + "/v1" if run.engine else "")
         return _serve_until_interrupted(run, lines, args.check, base, run.api_key, run.plan.served_name)
 
@@ -158,6 +163,8 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
     run.add_argument("folder", metavar="DIR", help="a rendered and built folder")
     run.add_argument("--only", choices=("engine", "gateway"), action="append", help="run only this one")
     run.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
+    run.add_argument("--load", type=int, metavar="N", help="first send N requests through the gateway (the course's "
+                     "load test) while Prometheus scrapes both containers, and print what it counted")
     run.set_defaults(func=cmd_run)
     play = sub.add_parser("play", help="podman kube play the Deployments with their Secret and ConfigMap",
                           description="`podman kube play` of the rendered engine and gateway Deployments with a Secret "

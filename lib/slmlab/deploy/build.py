@@ -21,6 +21,7 @@ from pathlib import Path
 from slmlab.containers.build import BuildRequest, BuiltImage, build_image
 from slmlab.containers.runtime import Runtime
 from slmlab.deploy import build_context, local_images
+from slmlab.deploy.docker import LICENCE_DIR
 from slmlab.deploy.render import bundle_plan
 from slmlab.deploy.spec import Plan
 from slmlab.errors import SlmLabError
@@ -123,7 +124,9 @@ def image_builds(plan: Plan, folder: Path, offline: bool, weights: Path | None =
     source = build_context.source_files()
     gateway = ImageBuild("gateway", plan.image_ref("gateway"), docker / "gateway.Dockerfile", context=source,
                          source="upstream python image")
-    engine_context = {**source} if plan.engine.key == "ort-service" else {}
+    # the ONNX service builds the app from the source tree (and writes its licence files itself); the others copy
+    # the weights' licence files from the rendered folder
+    engine_context = {**source} if plan.engine.key == "ort-service" else {LICENCE_DIR: folder / LICENCE_DIR}
     engine = ImageBuild("engine", plan.image_ref("engine"), docker / "engine.Dockerfile", context=engine_context,
                         source=f"upstream {plan.image}, weights from the hub")
     if not offline:
@@ -145,7 +148,7 @@ def _offline_engine(plan: Plan, engine: ImageBuild, base: str, weights: Path | N
     if plan.engine.key == "llamacpp-server":
         path = local_images.offline_gguf(plan, weights)
         args["SERVER_IMAGE"] = local_images.local_server_image()
-        return ImageBuild("engine", engine.tag, engine.dockerfile, args, {"models/model.gguf": path},
+        return ImageBuild("engine", engine.tag, engine.dockerfile, args, {**engine.context, "models/model.gguf": path},
                           f"local {args['SERVER_IMAGE']}, weights {path.name}")
     path = local_images.offline_onnx(plan, weights)
     return ImageBuild("engine", engine.tag, engine.dockerfile, args, {**engine.context, "models/model": path},
