@@ -108,6 +108,17 @@ def cmd_play(args: argparse.Namespace) -> int:
         return _serve_until_interrupted(play, lines, args.check, play.base_url, key, play.plan.served_name)
 
 
+def cmd_compose(args: argparse.Namespace) -> int:
+    """The rendered compose.yaml up with docker compose or podman-compose, checked, then down."""
+    from slmlab.containers.runtime import find_runtime
+    from slmlab.deploy.compose_up import BundleCompose
+
+    with BundleCompose(args.folder, find_runtime(), gateway_port=args.port) as up:
+        lines = [*up.notes, *(f"{service}: {box['name']} ({box['state']})" for service, box in up.containers().items())]
+        lines += [f"compose's Prometheus: {row['job']} {row['health']}" for row in up.prometheus_targets()]
+        return _serve_until_interrupted(up, lines, args.check, up.base_url, up.api_key, up.plan.served_name)
+
+
 def cmd_drill(args: argparse.Namespace) -> int:
     """The memory drill (OOM) and/or the fault drill (engine killed under load) on a built bundle."""
     from slmlab.containers.runtime import find_runtime
@@ -174,6 +185,15 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
     play.add_argument("folder", metavar="DIR", help="a rendered and built folder")
     play.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
     play.set_defaults(func=cmd_play)
+    compose = sub.add_parser("compose", help="run the rendered compose.yaml (docker compose or podman-compose)",
+                             description="`docker compose up` (where a Docker daemon answers) or `podman-compose up` "
+                                         "of the rendered compose.yaml with the built images: engine, gateway and "
+                                         "Prometheus, hardened as the file says, the gateway and Prometheus on "
+                                         "127.0.0.1 only. Everything is removed (`down -v`) when it stops.")
+    compose.add_argument("folder", metavar="DIR", help="a rendered and built folder")
+    compose.add_argument("--port", type=int, help="the gateway's port on 127.0.0.1 (default: a free one)")
+    compose.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
+    compose.set_defaults(func=cmd_compose)
     drill = sub.add_parser("drill", help="break the running bundle: too little memory (OOM), the engine killed",
                            description="--memory: the engine under its computed memory limit, 30 %% below it, and "
                                        "below its anonymous memory, each under long-context requests (peaks measured, "

@@ -149,6 +149,9 @@ class PrometheusServer(ServerProcess):
         super().start()
         return self
 
+    def __enter__(self) -> PrometheusServer:
+        return self.start()
+
     def stop(self) -> int | None:
         """Stop Prometheus and remove its configuration and data."""
         if self._client is not None:
