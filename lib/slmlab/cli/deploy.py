@@ -27,9 +27,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     """hadolint, compose schema, Kubernetes schemas and policy on a rendered folder; exit 1 on any finding."""
     from slmlab.deploy.check import check_dir
 
-    report = check_dir(args.folder)
+    report = check_dir(args.folder, scan=args.scan)
     print(report.summary())
-    return 0 if report.ok else 1
+    if not args.helm:
+        return 0 if report.ok else 1
+    from slmlab.deploy.helm_chart import check_chart
+
+    chart = check_chart(args.folder, scan=args.scan)
+    print("the Helm chart (helm lint, then helm template's output):\n" + chart.summary())
+    return 0 if report.ok and chart.ok else 1
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -147,6 +153,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.set_defaults(func=cmd_render)
     check = sub.add_parser("check", help="run hadolint, the compose schema, kubernetes-validate and the policy checker")
     check.add_argument("folder", metavar="DIR", help="a folder written by `slmlab deploy render`")
+    check.add_argument("--scan", action="store_true", help="also run checkov, the field's IaC scanner "
+                       "(`slmlab setup checkov` installs it)")
+    check.add_argument("--helm", action="store_true", help="also check the Helm chart: helm lint, then the same "
+                       "checks on what helm template renders (`slmlab setup helm` installs helm)")
     check.set_defaults(func=cmd_check)
     _register_build(sub)
 

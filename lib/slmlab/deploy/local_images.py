@@ -21,7 +21,8 @@ LOCAL_SERVER_REPOSITORY = "localhost/slmlab-llama-server"
 LOCAL_DOCKERFILE = Path(__file__).with_name("templates") / "local" / "llama-server.Dockerfile"
 LOCAL_PROMETHEUS_REPOSITORY = "localhost/slmlab-prometheus"
 PROMETHEUS_DOCKERFILE = LOCAL_DOCKERFILE.with_name("prometheus.Dockerfile")
-DEBIAN_PROMETHEUS = {"prometheus": Path("/usr/bin/prometheus"), "copyright": Path("/usr/share/doc/prometheus/copyright")}
+DEBIAN_PROMETHEUS = {"prometheus": Path("/usr/bin/prometheus"),
+                     "copyright": Path("/usr/share/doc/prometheus/copyright")}
 
 
 def local_python_image() -> str:
