@@ -57,6 +57,39 @@ class BundleBuild:
         return [f"{job.component:<8} {built.tag}  {built.size_mb:7.1f} MB  {built.seconds:6.1f} s  ({job.source})"
                 for job, built in self.images]
 
+    def require_within(self, budgets_mb: dict[str, float], runtime: Runtime | None = None) -> None:
+        """A SlmLabError naming each image over its size budget (MB, by component) and its largest layers."""
+        over = [(job, built) for job, built in self.images
+                if job.component in budgets_mb and built.size_mb > budgets_mb[job.component]]
+        if not over:
+            return
+        lines = []
+        for job, built in over:
+            lines.append(f"{built.tag} is {built.size_mb:.1f} MB, over its budget of "
+                         f"{budgets_mb[job.component]:g} MB")
+            if runtime is not None:
+                lines += [f"    {layer}" for layer in largest_layers(runtime, built.tag)]
+        raise SlmLabError("\n".join(lines), "The largest layers are listed under each image: leave out what the "
+                          "server does not need at run time (build tools, caches, a second copy of the weights), "
+                          "or raise the budget if the weights themselves grew.")
+
+
+def largest_layers(runtime: Runtime, image: str, n: int = 3) -> list[str]:
+    """The image's `n` largest layers: "91.2 MB  COPY …" (from `history`)."""
+    done = runtime.run(["history", "--format", "{{.Size}}\t{{.CreatedBy}}", image], check=False, timeout=60)
+    rows = [line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line]
+
+    def size(text: str) -> float:
+        value, _, unit = text.strip().replace("B", " B").partition(" ")
+        factor = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}.get(unit.strip()[:1], 1)
+        try:
+            return float(value) * factor
+        except ValueError:
+            return 0.0
+
+    rows.sort(key=lambda row: size(row[0]), reverse=True)
+    return [f"{row[0].strip():>9}  {' '.join(row[1].split())[:100]}" for row in rows[:n]]
+
 
 def declared_args(text: str) -> dict[str, str | None]:
     """The ARG lines of a Dockerfile: name -> default (None when it has none)."""

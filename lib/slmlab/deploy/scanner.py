@@ -101,6 +101,12 @@ def parse_results(output: str, folder: Path) -> ScanReport:
     return report
 
 
+def scan_command(folder: Path, program: Path | str = "checkov") -> list[str]:
+    """checkov's command line for a folder: its Kubernetes and Dockerfile checks, JSON, nothing downloaded."""
+    return [str(program), "-d", str(folder), "--framework", *FRAMEWORKS, "--output", "json", "--compact",
+            "--skip-download", *[arg for path in NOT_SCANNED for arg in ("--skip-path", path)]]
+
+
 def scan_dir(folder: str | Path, timeout: float = 300) -> ScanReport:
     """checkov's Kubernetes and Dockerfile checks over a rendered folder (or any folder of manifests)."""
     from slmlab.setup.checkov_env import checkov_program, tool_env  # setup/ is below deploy/: read its one path
@@ -108,8 +114,7 @@ def scan_dir(folder: str | Path, timeout: float = 300) -> ScanReport:
     root = Path(folder)
     if not root.is_dir():
         raise SlmLabError(f"{root} is not a folder.", "Render first: slmlab deploy render SPEC.yaml --out DIR")
-    command = [str(checkov_program()), "-d", str(root), "--framework", *FRAMEWORKS, "--output", "json", "--compact",
-               "--skip-download", *[arg for path in NOT_SCANNED for arg in ("--skip-path", path)]]
+    command = scan_command(root, checkov_program())
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=tool_env(),
                               stdin=subprocess.DEVNULL)
