@@ -161,6 +161,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_build(sub)
 
 
+def _folder_and_check(parser: argparse.ArgumentParser) -> None:
+    """The arguments every command that starts the bundle takes: its folder, and --check."""
+    parser.add_argument("folder", metavar="DIR", help="a rendered and built folder")
+    parser.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
+
+
 def _register_build(sub: argparse._SubParsersAction) -> None:
     build = sub.add_parser(
         "build", help="build the engine and gateway images of a rendered folder (docker, else podman)",
@@ -181,9 +187,8 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
                          description="Run the images `slmlab deploy build` made with the flags the Kubernetes "
                                      "manifests imply: user, read-only root, no capabilities, tmpfs for emptyDirs, "
                                      "the Secret as a read-only file (secrets/api-keys), memory and CPU limits.")
-    run.add_argument("folder", metavar="DIR", help="a rendered and built folder")
+    _folder_and_check(run)
     run.add_argument("--only", choices=("engine", "gateway"), action="append", help="run only this one")
-    run.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
     run.add_argument("--load", type=int, metavar="N", help="first send N requests through the gateway (the course's "
                      "load test) while Prometheus scrapes both containers, and print what it counted")
     run.set_defaults(func=cmd_run)
@@ -192,17 +197,15 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
                                       "(the key in secrets/api-keys) and the gateway's ConfigMap. Services, the HPA, "
                                       "PodDisruptionBudgets and NetworkPolicies are not run by podman: they are "
                                       "validated instead. Everything is removed when it stops.")
-    play.add_argument("folder", metavar="DIR", help="a rendered and built folder")
-    play.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
+    _folder_and_check(play)
     play.set_defaults(func=cmd_play)
     compose = sub.add_parser("compose", help="run the rendered compose.yaml (docker compose or podman-compose)",
                              description="`docker compose up` (where a Docker daemon answers) or `podman-compose up` "
                                          "of the rendered compose.yaml with the built images: engine, gateway and "
                                          "Prometheus, hardened as the file says, the gateway and Prometheus on "
                                          "127.0.0.1 only. Everything is removed (`down -v`) when it stops.")
-    compose.add_argument("folder", metavar="DIR", help="a rendered and built folder")
+    _folder_and_check(compose)
     compose.add_argument("--port", type=int, help="the gateway's port on 127.0.0.1 (default: a free one)")
-    compose.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
     compose.set_defaults(func=cmd_compose)
     drill = sub.add_parser("drill", help="break the running bundle: too little memory (OOM), the engine killed",
                            description="--memory: the engine under its computed memory limit, 30 %% below it, and "
