@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from slmlab.deploy import DeploymentSpec, k8s, render_to
-from slmlab.deploy.helm_chart import chart_dir, check_chart, lint_chart, template_chart
+from slmlab.deploy.helm_chart import chart_dir
+from slmlab.deploy.helm_check import check_chart, lint_chart, template_chart
 from slmlab.deploy.render import bundle_plan
 from slmlab.setup.checkov_env import checkov_available
 from slmlab.setup.helm import helm_available

@@ -31,7 +31,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(report.summary())
     if not args.helm:
         return 0 if report.ok else 1
-    from slmlab.deploy.helm_chart import check_chart
+    from slmlab.deploy.helm_check import check_chart
 
     chart = check_chart(args.folder, scan=args.scan)
     print("the Helm chart (helm lint, then helm template's output):\n" + chart.summary())

@@ -4,8 +4,18 @@ and Binder has no container runtime (those cells say so and skip)."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from slmlab.errors import SlmLabError
-from slmlab.setup.doctor import Check
+
+
+class Check(NamedTuple):
+    """One row: doctor shows it as its own `Check` (these are optional: required=False)."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
 
 
 def check_container_runtime() -> Check:
@@ -16,18 +26,18 @@ def check_container_runtime() -> Check:
     try:
         runtime = find_runtime()
     except SlmLabError as err:
-        return Check("container runtime", False, err.problem, err.hint, required=False)
+        return Check("container runtime", False, err.problem, err.hint)
     version = runtime.run(["--version"], check=False, timeout=30).stdout.strip() or runtime.name
     if runtime.name == "docker":
-        return Check("container runtime", True, f"{version} (daemon answers)", required=False)
+        return Check("container runtime", True, f"{version} (daemon answers)")
     info = runtime.run(["info", "--format", "{{.Host.OCIRuntime.Name}}"], check=False, timeout=60)
     in_force = info.returncode == 0 and info.stdout.strip() == config.OCI_RUNTIME
     if not in_force:
         return Check("container runtime", False, f"{version}: `podman info` with {runtime.config} says "
                      f"{(info.stdout or info.stderr).strip()[-200:]!r}",
-                     "Run: slmlab setup containers  (it writes the course's settings and tests them)", required=False)
+                     "Run: slmlab setup containers  (it writes the course's settings and tests them)")
     return Check("container runtime", True, f"{version}, course settings in force ({config.OCI_RUNTIME}, "
-                 f"{runtime.config})", required=False)
+                 f"{runtime.config})")
 
 
 def check_helm() -> Check:
@@ -37,8 +47,8 @@ def check_helm() -> Check:
     try:
         program = helm_program()
     except SlmLabError as err:
-        return Check("helm", False, err.problem, err.hint, required=False)
-    return Check("helm", True, f"{helm_version(program)}, {program}", required=False)
+        return Check("helm", False, err.problem, err.hint)
+    return Check("helm", True, f"{helm_version(program)}, {program}")
 
 
 def check_checkov() -> Check:
@@ -48,8 +58,8 @@ def check_checkov() -> Check:
     try:
         program = checkov_program()
     except SlmLabError as err:
-        return Check("checkov", False, err.problem, err.hint, required=False)
-    return Check("checkov", True, f"{CHECKOV_PIN.split('==')[1]}, {program}", required=False)
+        return Check("checkov", False, err.problem, err.hint)
+    return Check("checkov", True, f"{CHECKOV_PIN.split('==')[1]}, {program}")
 
 
 def container_checks() -> list[Check]:
