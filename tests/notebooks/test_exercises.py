@@ -54,4 +54,5 @@ def test_every_code_exercise_has_a_hint(path: Path):
 def test_the_detector_sees_a_copied_call_and_allows_an_api_name():
     solution = 'reply = llm.create_chat_completion(messages=messages, temperature=0.0)\nanswer = reply["choices"][0]'
     assert hint_giveaway("reply = llm.create_chat_completion(messages=messages, temperature=0.0)", solution)
-    assert hint_giveaway("read llm.create_chat_completion's docstring: greedy decoding is temperature 0", solution) is None
+    api_and_concept = "read llm.create_chat_completion's docstring: greedy decoding is temperature 0"
+    assert hint_giveaway(api_and_concept, solution) is None

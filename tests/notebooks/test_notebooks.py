@@ -110,6 +110,7 @@ CI_PARAMETERS_SUFFICE: dict[str, str] = {
     "02-local/04-compare-and-benchmark": "prompts (CI: one; transformers runs in both)",
     "02-local/05-api-integration": "the story's prompt and max_tokens",
     "02-local/06-testing-slm-apps": "examples, golden tickets, timing calls and evaluated cases",
+    "02-local/07-other-languages": "the question and max_tokens (the same programs run, each language once)",
     "03-cloud/01-vllm-openai-server": "the concurrency levels (1, 4) vs (1, 4, 8) and request counts",
     "03-cloud/03-onnx-runtime-service": "requests and the load test's time limit",
     "03-cloud/04-monitoring": "requests in the load test",

@@ -3,7 +3,9 @@
 `exercises(nb)` lists each solution block with the ``# HINT:`` lines above it (what the lab shows);
 `hint_giveaway` finds code of the solution that the hint spells out: a run of ``GIVEAWAY_TOKENS`` or more
 tokens (names, numbers, punctuation) in the same order in both. A hint may still name an API
-(``llm.create_chat_completion``) or a concept ("tokens per second of decoding").
+(``llm.create_chat_completion``), a concept ("tokens per second of decoding") or the interface the checks call: the
+solution's definition and import lines (``def f(a, b):``, ``export async function f(...) {``, ``using System;``) are
+the exercise's contract, not its answer, and are left out of the comparison.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from slmlab.course import BEGIN_SOLUTION, END_SOLUTION, HINT_PREFIX
 
 GIVEAWAY_TOKENS = 8  # `reply["choices"][0]` is 7 tokens; a whole call with its arguments is more
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+_DEFINITION = re.compile(  # definitions and imports: the exercise's contract, which a hint may state
+    r"^\s*(?:async\s+def|def|class|export|function|public|private|static|inline|using\s|import\s|from\s|#include"
+    r"|[\w:<>*&\s]+\)\s*\{\s*$)")
 
 
 @dataclass(frozen=True)
@@ -61,4 +66,6 @@ def hint_giveaway(hint: str, solution: str) -> str | None:
 
 
 def _without_comments(code: str) -> str:
-    return "\n".join(line.split("#", 1)[0] if line.lstrip().startswith("#") else line for line in code.split("\n"))
+    """The solution's code without comment lines and without its definition lines (the contract)."""
+    return "\n".join(line for line in code.split("\n")
+                     if not line.lstrip().startswith(("#", "//")) and not _DEFINITION.match(line))

@@ -214,6 +214,15 @@ def check_programs() -> Check:
                  "chromium-driver (see the README).", required=False)
 
 
+def check_languages() -> list[Check]:
+    """The other languages' toolchains (notebook 2.7): node/npm, mcs/mono, g++/cmake. Optional: a missing one is
+    skipped by the notebook, saying so."""
+    from slmlab.languages.toolchains import INSTALL, toolchains
+
+    return [Check(f"toolchain {found.label}", found.ok, found.describe(), "" if found.ok else INSTALL[language],
+                  required=False) for language, found in toolchains().items()]
+
+
 def run_doctor(ollama_timeout: float = 1.5) -> DoctorReport:
     """Run every check and return the report."""
     checks = [check_python()]
@@ -221,6 +230,7 @@ def run_doctor(ollama_timeout: float = 1.5) -> DoctorReport:
     checks += check_models()
     checks += [check_memory(), check_cpu(), check_gpu(), check_disk(), check_ollama(ollama_timeout), check_hub()]
     checks += [check_onnx_models(), check_vllm(), check_llamacpp(), check_programs()]
+    checks += check_languages()
     from slmlab.setup.container_checks import container_checks
 
     checks += [Check(*row, required=False) for row in container_checks()]

@@ -27,7 +27,15 @@ import pytest
 
 pytestmark = pytest.mark.fast
 ROOT = Path(__file__).resolve().parents[3]
-SYSTEM = "prometheus nginx chromium chromium-driver cmake"
+SYSTEM = subprocess.run(["bash", "-c", f'source "{ROOT}/lab"; echo "${{SYSTEM_PACKAGES[*]}}"'],  # ./lab's own list
+                        capture_output=True, text=True, check=True).stdout.strip()
+
+
+def without(*names: str) -> str:
+    """./lab's system packages, less these, in its order."""
+    return " ".join(package for package in SYSTEM.split() if package not in names)
+
+
 APT_LINE = f"sudo apt-get update && sudo apt-get install -y --no-install-recommends {SYSTEM}"
 
 TOOLS = {
@@ -108,11 +116,11 @@ def test_with_password_less_sudo_or_as_root_apt_installs_only_what_is_missing(tm
     checkout(tmp_path)
     run = run_lab(tmp_path, "setup", "--only", "system", FAKE_SUDO="ok", FAKE_INSTALLED="nginx chromium")
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "installed: prometheus chromium-driver cmake" in step_line(run.stdout, "system packages")
+    assert f"installed: {without('nginx', 'chromium')}" in step_line(run.stdout, "system packages")
     made = calls(tmp_path)
     assert made[:2] == ["sudo -n env DEBIAN_FRONTEND=noninteractive apt-get update",
                         "apt-get update (uid 1000, DEBIAN_FRONTEND=noninteractive)"]
-    assert "apt-get install -y --no-install-recommends prometheus chromium-driver cmake (uid 1000, " \
+    assert f"apt-get install -y --no-install-recommends {without('nginx', 'chromium')} (uid 1000, " \
            "DEBIAN_FRONTEND=noninteractive)" in made
     (tmp_path / "calls").write_text("")
     run = run_lab(tmp_path, "setup", "--only", "system", FAKE_UID="0", FAKE_INSTALLED="nginx")
@@ -138,12 +146,13 @@ def test_packages_the_distribution_lacks_are_named_and_the_others_installed(tmp_
     ubuntu = {"FAKE_UNKNOWN": "chromium chromium-driver"}
     run = run_lab(tmp_path, "setup", "--only", "system", FAKE_UID="0", **ubuntu)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "installed: prometheus nginx cmake; not in this distribution: chromium chromium-driver" in run.stdout
-    assert ("apt-get install -y --no-install-recommends prometheus nginx cmake (uid 0, "
+    apt_has = without("chromium", "chromium-driver")
+    assert f"installed: {apt_has}; not in this distribution: chromium chromium-driver" in run.stdout
+    assert (f"apt-get install -y --no-install-recommends {apt_has} (uid 0, "
             "DEBIAN_FRONTEND=noninteractive)") in calls(tmp_path)
     assert "sudo snap install chromium" in run.stdout.split("== left for you", 1)[1]
     run = run_lab(tmp_path, "setup", "--only", "system", **ubuntu)  # no root: the line to run has what apt has
-    assert "sudo apt-get install -y --no-install-recommends prometheus nginx cmake\n" in run.stdout
+    assert f"sudo apt-get install -y --no-install-recommends {apt_has}\n" in run.stdout
 
 
 def test_apt_without_its_mirror_fails_its_step_only(tmp_path):
