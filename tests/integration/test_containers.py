@@ -25,6 +25,8 @@ from slmlab.containers.build import BuildRequest, build_image
 from slmlab.containers.run import Container, ContainerSpec, secret_dir
 from slmlab.deploy import DeploymentSpec, k8s, render_to
 from slmlab.deploy.build import build_bundle
+from slmlab.deploy.compose_up import BundleCompose
+from slmlab.deploy.observe import bundle_prometheus, load_through
 from slmlab.deploy.play import BundlePlay
 from slmlab.deploy.run import BundleRun, ask, config_maps, container_spec, deployment
 from slmlab.errors import SlmLabError
@@ -138,6 +140,30 @@ def test_engine_and_gateway_answer_the_openai_client_hardened_as_the_manifests_s
 
 @needs_runtime
 @needs_engine
+def test_load_and_prometheus_go_through_the_gateway_container_to_the_engine_container(
+        rt: runtimes.Runtime, bundle: tuple[Path, dict]) -> None:
+    folder, _ = bundle
+    with BundleRun(folder, rt) as run:
+        assert ask(run.base_url, run.api_key, MODEL)["text"]  # the openai client, through the gateway
+        with bundle_prometheus(run) as prom:  # the host's Prometheus, with the bundle's own scrape jobs
+            load = load_through(run, prom, concurrency=2, num_requests=4, max_tokens=8)
+            prometheus = prom
+        print("\n".join(load.lines()))
+        assert load.ok == 4, load.result.errors()
+        assert sorted(load.targets["job"]) == ["gateway", "llamacpp-server"] and (load.targets["health"] == "up").all()
+        assert load.counted["gateway chat requests (200)"] == 4  # Prometheus saw every request of the load
+        generated = load.counted["engine generated tokens"]
+        assert generated == load.counted["gateway completion tokens"] == load.result.requests["output_tokens"].sum()
+        assert generated > 0
+        # every image that carries the weights carries their licence (SmolLM2: Apache-2.0, its full text)
+        assert "Apache License" in rt.output(["exec", run.engine.name if run.engine else "", "head", "-3",
+                                              "/licenses/model/LICENSE"])
+    assert not prometheus.running  # stopped, its config and data removed
+    assert "chat-engine" not in names_left(rt, ["ps", "-a"])
+
+
+@needs_runtime
+@needs_engine
 def test_kube_play_runs_the_rendered_deployments_with_the_key_from_the_secret(
         rt: runtimes.Runtime, bundle: tuple[Path, dict]) -> None:
     folder, _ = bundle
@@ -155,6 +181,33 @@ def test_kube_play_runs_the_rendered_deployments_with_the_key_from_the_secret(
     assert "chat-engine-pod" not in names_left(rt, ["pod", "ps"])
     assert "chat-api-keys" not in names_left(rt, ["secret", "ls"])
     assert "chat-api-keys" not in rt.run(["volume", "ls", "--format", "{{.Name}}"]).stdout
+
+
+@needs_runtime
+@needs_engine
+def test_the_rendered_compose_file_runs_hardened_with_its_own_prometheus(
+        rt: runtimes.Runtime, bundle: tuple[Path, dict]) -> None:
+    folder, _ = bundle
+    with BundleCompose(folder, rt) as up:  # podman-compose here, docker compose where a Docker daemon answers
+        print("\n".join(up.notes))
+        boxes = up.containers()
+        assert sorted(boxes) == ["engine", "gateway", "prometheus"] and {b["state"] for b in boxes.values()} == {
+            "running"}
+        assert ask(up.base_url, up.api_key, MODEL)["text"]
+        assert {row["job"]: row["health"] for row in up.prometheus_targets()} == {"gateway": "up",
+                                                                                  "llamacpp-server": "up"}
+        engine = rt.run(["inspect", boxes["engine"]["name"]]).stdout
+        info = json.loads(engine)[0]
+        assert info["HostConfig"]["ReadonlyRootfs"] and info["Config"]["User"] == "10001:10001"
+        assert info["HostConfig"]["Memory"] == up.plan.memory_mi * 2**20
+        assert not [b for ports in (info["HostConfig"].get("PortBindings") or {}).values() for b in ports or []]
+        inside = rt.output(["exec", boxes["engine"]["name"], "sh", "-c", "grep CapEff /proc/1/status; "
+                            "curl -sS --max-time 3 http://deb.debian.org >/dev/null 2>&1 && echo out || echo no-route"])
+        assert inside.splitlines() == ["CapEff:\t0000000000000000", "no-route"]  # compose's internal network
+        project = up.project
+    assert project + "_engine_1" not in names_left(rt, ["ps", "-a"])
+    assert project + "_internal" not in rt.run(["network", "ls", "--format", "{{.Name}}"]).stdout
+    assert project + "_prometheus-data" not in rt.run(["volume", "ls", "--format", "{{.Name}}"]).stdout
 
 
 @needs_runtime

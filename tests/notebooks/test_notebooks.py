@@ -93,7 +93,8 @@ DEFAULTS_DIFFER: dict[str, str] = {
     "01-foundations/02-model-acquisition": "assembles the second bundled model, gemma-3-270m (CI skips it)",
     "01-foundations/04-onnx-and-olive": "the int8 ONNX variant too (CI: fp32 and int4)",
     "02-local/02-ollama-modelfiles": "the tutor and plain-chat Modelfiles, and the cells CI skips",
-    "03-cloud/02-containers-and-kubernetes": "every serving image (CI: llama.cpp and vLLM)",
+    "03-cloud/02-containers-and-kubernetes": "every serving image (CI: llama.cpp and vLLM), the load test through the "
+                                             "containers with Prometheus, the memory trial 30 % below the footprint",
     "03-cloud/05-security-hardening": "every red-team case (CI: a subset)",
     "03-cloud/06-scaling-and-load-balancing": "the vertical-scaling comparison: one more server, two load tests",
 }

@@ -27,9 +27,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     """hadolint, compose schema, Kubernetes schemas and policy on a rendered folder; exit 1 on any finding."""
     from slmlab.deploy.check import check_dir
 
-    report = check_dir(args.folder)
+    report = check_dir(args.folder, scan=args.scan)
     print(report.summary())
-    return 0 if report.ok else 1
+    if not args.helm:
+        return 0 if report.ok else 1
+    from slmlab.deploy.helm_check import check_chart
+
+    chart = check_chart(args.folder, scan=args.scan)
+    print("the Helm chart (helm lint, then helm template's output):\n" + chart.summary())
+    return 0 if report.ok and chart.ok else 1
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -80,6 +86,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         lines = [f"{box.name}: {box.url()} (ready in {box.startup_s:.1f} s)" for box in (run.engine, run.gateway)
                  if box is not None]
         lines.append(f"API key: {key_file}")
+        if args.load:
+            from slmlab.deploy.observe import bundle_prometheus, load_through
+
+            with bundle_prometheus(run) as prom:
+                lines += load_through(run, prom, num_requests=args.load).lines()
         base = run.base_url if run.gateway else (run.engine.url() + "/v1" if run.engine else "")
         return _serve_until_interrupted(run, lines, args.check, base, run.api_key, run.plan.served_name)
 
@@ -101,6 +112,17 @@ def cmd_play(args: argparse.Namespace) -> int:
         lines.append("validated instead: " + ("every checker passed" if report.ok else "\n" + report.summary()))
         lines.append(f"API key (the Secret's api-key, mounted as a file): {key_file}")
         return _serve_until_interrupted(play, lines, args.check, play.base_url, key, play.plan.served_name)
+
+
+def cmd_compose(args: argparse.Namespace) -> int:
+    """The rendered compose.yaml up with docker compose or podman-compose, checked, then down."""
+    from slmlab.containers.runtime import find_runtime
+    from slmlab.deploy.compose_up import BundleCompose
+
+    with BundleCompose(args.folder, find_runtime(), gateway_port=args.port) as up:
+        lines = [*up.notes, *(f"{service}: {box['name']} ({box['state']})" for service, box in up.containers().items())]
+        lines += [f"compose's Prometheus: {row['job']} {row['health']}" for row in up.prometheus_targets()]
+        return _serve_until_interrupted(up, lines, args.check, up.base_url, up.api_key, up.plan.served_name)
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
@@ -131,8 +153,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.set_defaults(func=cmd_render)
     check = sub.add_parser("check", help="run hadolint, the compose schema, kubernetes-validate and the policy checker")
     check.add_argument("folder", metavar="DIR", help="a folder written by `slmlab deploy render`")
+    check.add_argument("--scan", action="store_true", help="also run checkov, the field's IaC scanner "
+                       "(`slmlab setup checkov` installs it)")
+    check.add_argument("--helm", action="store_true", help="also check the Helm chart: helm lint, then the same "
+                       "checks on what helm template renders (`slmlab setup helm` installs helm)")
     check.set_defaults(func=cmd_check)
     _register_build(sub)
+
+
+def _folder_and_check(parser: argparse.ArgumentParser) -> None:
+    """The arguments every command that starts the bundle takes: its folder, and --check."""
+    parser.add_argument("folder", metavar="DIR", help="a rendered and built folder")
+    parser.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
 
 
 def _register_build(sub: argparse._SubParsersAction) -> None:
@@ -155,18 +187,26 @@ def _register_build(sub: argparse._SubParsersAction) -> None:
                          description="Run the images `slmlab deploy build` made with the flags the Kubernetes "
                                      "manifests imply: user, read-only root, no capabilities, tmpfs for emptyDirs, "
                                      "the Secret as a read-only file (secrets/api-keys), memory and CPU limits.")
-    run.add_argument("folder", metavar="DIR", help="a rendered and built folder")
+    _folder_and_check(run)
     run.add_argument("--only", choices=("engine", "gateway"), action="append", help="run only this one")
-    run.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
+    run.add_argument("--load", type=int, metavar="N", help="first send N requests through the gateway (the course's "
+                     "load test) while Prometheus scrapes both containers, and print what it counted")
     run.set_defaults(func=cmd_run)
     play = sub.add_parser("play", help="podman kube play the Deployments with their Secret and ConfigMap",
                           description="`podman kube play` of the rendered engine and gateway Deployments with a Secret "
                                       "(the key in secrets/api-keys) and the gateway's ConfigMap. Services, the HPA, "
                                       "PodDisruptionBudgets and NetworkPolicies are not run by podman: they are "
                                       "validated instead. Everything is removed when it stops.")
-    play.add_argument("folder", metavar="DIR", help="a rendered and built folder")
-    play.add_argument("--check", action="store_true", help="ask one question through the gateway, then stop")
+    _folder_and_check(play)
     play.set_defaults(func=cmd_play)
+    compose = sub.add_parser("compose", help="run the rendered compose.yaml (docker compose or podman-compose)",
+                             description="`docker compose up` (where a Docker daemon answers) or `podman-compose up` "
+                                         "of the rendered compose.yaml with the built images: engine, gateway and "
+                                         "Prometheus, hardened as the file says, the gateway and Prometheus on "
+                                         "127.0.0.1 only. Everything is removed (`down -v`) when it stops.")
+    _folder_and_check(compose)
+    compose.add_argument("--port", type=int, help="the gateway's port on 127.0.0.1 (default: a free one)")
+    compose.set_defaults(func=cmd_compose)
     drill = sub.add_parser("drill", help="break the running bundle: too little memory (OOM), the engine killed",
                            description="--memory: the engine under its computed memory limit, 30 %% below it, and "
                                        "below its anonymous memory, each under long-context requests (peaks measured, "

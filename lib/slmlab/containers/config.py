@@ -24,6 +24,7 @@ CONFIG_ENV = "CONTAINERS_CONF"  # podman reads only this file when it is set
 CONFIG_VERSION = 1  # bump when the file's settings change: `slmlab setup containers` rewrites older files
 MAX_NOFILE = 65536  # open files per container: enough for a server, below podman's 1048576
 MAX_NPROC = 4096  # processes (threads count) per user id in a container
+OCI_RUNTIME = "runc"  # the OCI runtime the file sets (`podman info` reports it when the file is in force)
 _MARKER = "# slmlab-containers-conf-version: "
 
 
@@ -76,7 +77,7 @@ default_ulimits = ["nofile={limits.nofile}:{limits.nofile}", "nproc={limits.npro
 [engine]
 # runc instead of crun, podman's default: crun refuses to start containers on a host whose cgroups are in
 # "hybrid" mode (v1 and v2 together, as inside many CI containers): "cgroups in hybrid mode not supported".
-runtime = "runc"
+runtime = "{OCI_RUNTIME}"
 """
 
 

@@ -91,8 +91,13 @@ class KubePlay:
         self.output = ""
         self.started = datetime.now(UTC)
 
+    @property
+    def args(self) -> list[str]:
+        """The `kube play` arguments (after the CLI)."""
+        return ["kube", "play", *(["--network", self.network] if self.network else []), str(self.path)]
+
     def __enter__(self) -> KubePlay:
-        args = ["kube", "play", *(["--network", self.network] if self.network else []), str(self.path)]
+        args = self.args
         self.started = datetime.now(UTC).replace(microsecond=0)  # podman may store whole seconds
         try:
             self.output = self.runtime.output(args, timeout=self.timeout, what=f"podman kube play {self.path.name}")

@@ -1,6 +1,7 @@
-"""`slmlab setup containers`, the work: the apt packages, the course-only containers.conf, a first container
-started with it (proof that the settings work here), and the local base image. Each step is timed; a second
-run finds everything in place and takes seconds."""
+"""`slmlab setup containers`, the work: the Kubernetes tools the notebook runs on every bundle (helm, checkov;
+neither needs a container runtime), the apt packages, the course-only containers.conf, a first container started
+with it (proof that the settings work here), and the local base image. Each step is timed; a second run finds
+everything in place and takes seconds."""
 
 from __future__ import annotations
 
@@ -71,10 +72,30 @@ def check_runtime(runtime: Runtime, image: str) -> str:
     return f"a container ran as uid {uid}, read-only, no capabilities (open-files limit {nofile})"
 
 
+def setup_helm_quietly() -> str:
+    """`slmlab setup helm` (the chart's `helm lint` and `helm template`), its one line as the step's detail."""
+    from slmlab.setup.helm import setup_helm
+
+    said: list[str] = []
+    setup_helm(echo=said.append)
+    return said[-1]
+
+
+def setup_checkov_quietly() -> str:
+    """`slmlab setup checkov` (the IaC scanner, in its own venv), its last line as the step's detail."""
+    from slmlab.setup.checkov_env import setup_checkov
+
+    said: list[str] = []
+    setup_checkov(echo=said.append)
+    return said[-1]
+
+
 def setup_containers(install: bool = True, mirror: str | None = None, force: bool = False,
                      show_progress: bool = True) -> SetupReport:
     """Every step, in order; the first failure raises a SlmLabError that says what to do."""
     report = SetupReport()
+    _timed(report, "helm", setup_helm_quietly)
+    _timed(report, "checkov", setup_checkov_quietly)
     _timed(report, "packages", lambda: install_packages(install))
     found = detect()
     if found is None:

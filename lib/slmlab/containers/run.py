@@ -139,7 +139,7 @@ class Container:
                 raise SlmLabError(f"Container {self.name} {exit_reason(state, self.spec.memory_mb)} before it was "
                                   f"ready:\n{last_lines(self.logs(), 15)}", "Its last lines are above." + (
                                       " Raise its memory limit." if state.get("OOMKilled") else ""))
-            if _answers(url, self.headers):
+            if answers(url, self.headers):
                 self.startup_s = time.perf_counter() - begin
                 return
             if time.perf_counter() - begin > self.startup_timeout:
@@ -250,9 +250,10 @@ def process_peak_bytes(runtime: Runtime, name: str) -> int:
     return int(out.split()[1]) * 1024
 
 
-def _answers(url: str, headers: Mapping[str, str]) -> bool:
+def answers(url: str, headers: Mapping[str, str] | None = None) -> bool:
+    """True when GET url (with these headers) answers 200."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=dict(headers)), timeout=3) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=dict(headers or {})), timeout=3) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False

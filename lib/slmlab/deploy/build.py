@@ -21,6 +21,7 @@ from pathlib import Path
 from slmlab.containers.build import BuildRequest, BuiltImage, build_image
 from slmlab.containers.runtime import Runtime
 from slmlab.deploy import build_context, local_images
+from slmlab.deploy.docker import LICENCE_DIR
 from slmlab.deploy.render import bundle_plan
 from slmlab.deploy.spec import Plan
 from slmlab.errors import SlmLabError
@@ -55,6 +56,39 @@ class BundleBuild:
         """One line per image: tag, size, time, sources."""
         return [f"{job.component:<8} {built.tag}  {built.size_mb:7.1f} MB  {built.seconds:6.1f} s  ({job.source})"
                 for job, built in self.images]
+
+    def require_within(self, budgets_mb: dict[str, float], runtime: Runtime | None = None) -> None:
+        """A SlmLabError naming each image over its size budget (MB, by component) and its largest layers."""
+        over = [(job, built) for job, built in self.images
+                if job.component in budgets_mb and built.size_mb > budgets_mb[job.component]]
+        if not over:
+            return
+        lines = []
+        for job, built in over:
+            lines.append(f"{built.tag} is {built.size_mb:.1f} MB, over its budget of "
+                         f"{budgets_mb[job.component]:g} MB")
+            if runtime is not None:
+                lines += [f"    {layer}" for layer in largest_layers(runtime, built.tag)]
+        raise SlmLabError("\n".join(lines), "The largest layers are listed under each image: leave out what the "
+                          "server does not need at run time (build tools, caches, a second copy of the weights), "
+                          "or raise the budget if the weights themselves grew.")
+
+
+def largest_layers(runtime: Runtime, image: str, n: int = 3) -> list[str]:
+    """The image's `n` largest layers: "91.2 MB  COPY …" (from `history`)."""
+    done = runtime.run(["history", "--format", "{{.Size}}\t{{.CreatedBy}}", image], check=False, timeout=60)
+    rows = [line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line]
+
+    def size(text: str) -> float:
+        value, _, unit = text.strip().replace("B", " B").partition(" ")
+        factor = {"k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}.get(unit.strip()[:1], 1)
+        try:
+            return float(value) * factor
+        except ValueError:
+            return 0.0
+
+    rows.sort(key=lambda row: size(row[0]), reverse=True)
+    return [f"{row[0].strip():>9}  {' '.join(row[1].split())[:100]}" for row in rows[:n]]
 
 
 def declared_args(text: str) -> dict[str, str | None]:
@@ -123,7 +157,9 @@ def image_builds(plan: Plan, folder: Path, offline: bool, weights: Path | None =
     source = build_context.source_files()
     gateway = ImageBuild("gateway", plan.image_ref("gateway"), docker / "gateway.Dockerfile", context=source,
                          source="upstream python image")
-    engine_context = {**source} if plan.engine.key == "ort-service" else {}
+    # the ONNX service builds the app from the source tree (and writes its licence files itself); the others copy
+    # the weights' licence files from the rendered folder
+    engine_context = {**source} if plan.engine.key == "ort-service" else {LICENCE_DIR: folder / LICENCE_DIR}
     engine = ImageBuild("engine", plan.image_ref("engine"), docker / "engine.Dockerfile", context=engine_context,
                         source=f"upstream {plan.image}, weights from the hub")
     if not offline:
@@ -145,7 +181,7 @@ def _offline_engine(plan: Plan, engine: ImageBuild, base: str, weights: Path | N
     if plan.engine.key == "llamacpp-server":
         path = local_images.offline_gguf(plan, weights)
         args["SERVER_IMAGE"] = local_images.local_server_image()
-        return ImageBuild("engine", engine.tag, engine.dockerfile, args, {"models/model.gguf": path},
+        return ImageBuild("engine", engine.tag, engine.dockerfile, args, {**engine.context, "models/model.gguf": path},
                           f"local {args['SERVER_IMAGE']}, weights {path.name}")
     path = local_images.offline_onnx(plan, weights)
     return ImageBuild("engine", engine.tag, engine.dockerfile, args, {**engine.context, "models/model": path},

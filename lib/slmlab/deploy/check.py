@@ -15,8 +15,9 @@ from slmlab.monitoring import promtool
 from slmlab.textfiles import read_text
 
 # checker -> what it counts, in the order the summary lists them
-CHECKERS = {"hadolint": "Dockerfile(s)", "compose schema": "file(s)", "kubernetes schemas": "object(s)",
-            "policy": "object(s)", "promtool": "file(s)", "prometheus-adapter": "file(s)"}
+CHECKERS = {"helm lint": "chart(s)", "hadolint": "Dockerfile(s)", "compose schema": "file(s)",
+            "kubernetes schemas": "object(s)", "policy": "object(s)", "checkov": "check(s)", "promtool": "file(s)",
+            "prometheus-adapter": "file(s)"}
 RENDER_FIRST = "Render first: slmlab deploy render SPEC.yaml --out DIR"
 
 
@@ -39,6 +40,7 @@ class CheckReport:
     checked: dict[str, int] = field(default_factory=dict)  # checker -> files/objects checked
     skipped: dict[str, str] = field(default_factory=dict)  # checker -> why it did not run
     notes: list[str] = field(default_factory=list)  # what a checker could not check, and why
+    waived: list[Finding] = field(default_factory=list)  # checkov's checks skipped on an object: message = why
 
     def add(self, checker: str, found: list[Finding], count: int) -> None:
         """Record one checker's run over `count` files or objects."""
@@ -52,6 +54,7 @@ class CheckReport:
     policy = _FoundBy("policy")  # Pod Security restricted and the course's hardening rules
     prometheus = _FoundBy("promtool")  # promtool's complaints about the Prometheus configs
     adapter = _FoundBy("prometheus-adapter")  # problems in the prometheus-adapter values
+    scanner = _FoundBy("checkov")  # what checkov (the field's IaC scanner) failed
 
     @property
     def ok(self) -> bool:
@@ -68,6 +71,7 @@ class CheckReport:
                 found = self.findings[name]
                 lines.append(f"{'✗' if found else '✓'} {name}: {self.checked[name]} {unit}, {len(found)} problem(s)")
                 lines += [f"    {finding}" for finding in found]
+        lines += [f"  checkov skips {f.rule} on {f.subject or f.file}: {f.message}" for f in self.waived]
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -80,8 +84,9 @@ class CheckReport:
                              for finding in found], columns=columns)
 
 
-def check_dir(folder: str | Path) -> CheckReport:
-    """Run every checker on a folder written by `slmlab deploy render`."""
+def check_dir(folder: str | Path, scan: bool = False) -> CheckReport:
+    """Run every checker on a folder written by `slmlab deploy render`; with `scan`, checkov too (a few seconds
+    more: it runs in its own virtualenv, `slmlab setup checkov`)."""
     root = Path(folder)
     if not root.is_dir():
         raise SlmLabError(f"{root} is not a folder.", RENDER_FIRST)
@@ -96,6 +101,12 @@ def check_dir(folder: str | Path) -> CheckReport:
                len(compose_files))
     report.add("kubernetes schemas", k8s.validate_all(manifests), len(manifests))
     report.add("policy", policy.check_bundle(manifests), len(manifests))
+    if scan:
+        from slmlab.deploy.scanner import scan_dir
+
+        scanned = scan_dir(root)
+        report.add("checkov", scanned.failed, scanned.passed + len(scanned.failed) + len(scanned.skipped))
+        report.waived = scanned.skipped
     _check_with_promtool(report, root)
     return report
 

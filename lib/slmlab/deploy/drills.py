@@ -117,13 +117,16 @@ def _record_exit(trial: MemoryTrial, state: dict) -> None:
 
 
 def memory_drill(folder: str | Path, runtime: Runtime, prompt_tokens: int = 2000,
-                 concurrency: int = 2) -> list[MemoryTrial]:
-    """The computed limit, 30 % below it, and a limit between the engine's peak at rest and under load."""
+                 concurrency: int = 2, below: bool = True) -> list[MemoryTrial]:
+    """The computed limit, 30 % below it (unless not `below`: one engine run less), and a limit between the
+    engine's peak at rest and under load."""
     plan = bundle_plan(folder)
     computed = memory_trial(folder, runtime, plan.memory_mi, "computed (footprint x 1.2)", prompt_tokens,
                             concurrency)
-    trials = [computed, memory_trial(folder, runtime, int(plan.memory_mi * 0.7), "30 % below the computed",
-                                     prompt_tokens, concurrency)]
+    trials = [computed]
+    if below:
+        trials.append(memory_trial(folder, runtime, int(plan.memory_mi * 0.7), "30 % below the computed",
+                                   prompt_tokens, concurrency))
     if computed.start_peak_mi and computed.load_peak_mi and computed.load_peak_mi - computed.start_peak_mi > 4:
         # Below the footprint the kernel first takes back the mapped model's pages (they can be read again: slower,
         # not killed); what it cannot take back is the anonymous memory (KV cache, compute buffers). A limit between

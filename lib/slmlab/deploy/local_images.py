@@ -19,6 +19,10 @@ from slmlab.errors import SlmLabError
 
 LOCAL_SERVER_REPOSITORY = "localhost/slmlab-llama-server"
 LOCAL_DOCKERFILE = Path(__file__).with_name("templates") / "local" / "llama-server.Dockerfile"
+LOCAL_PROMETHEUS_REPOSITORY = "localhost/slmlab-prometheus"
+PROMETHEUS_DOCKERFILE = LOCAL_DOCKERFILE.with_name("prometheus.Dockerfile")
+DEBIAN_PROMETHEUS = {"prometheus": Path("/usr/bin/prometheus"),
+                     "copyright": Path("/usr/share/doc/prometheus/copyright")}
 
 
 def local_python_image() -> str:
@@ -98,4 +102,39 @@ def ensure_local_server_image(runtime: Runtime, show_progress: bool = True,
         built = build_image(runtime, BuildRequest(ref, context / "Dockerfile", context,
                                                   {"BASE_IMAGE": local_python_image()}), show_progress=show_progress)
     echo(f"built {ref} from {program} (llama.cpp {marker.get('llama_cpp_commit') or '?'}): {built.size_mb:.1f} MB")
+    return ref
+
+
+def local_prometheus_image(version: str) -> str:
+    """The stand-in for prom/prometheus made from this machine's Debian Prometheus `version`."""
+    return f"{LOCAL_PROMETHEUS_REPOSITORY}:{version}"
+
+
+def debian_prometheus_version() -> str:
+    """The version of the Debian package's /usr/bin/prometheus ("2.42.0"); a SlmLabError when it is missing."""
+    import re
+    import subprocess
+
+    missing = [str(path) for path in DEBIAN_PROMETHEUS.values() if not path.exists()]
+    if missing:
+        raise SlmLabError(f"Debian's Prometheus package is not installed ({', '.join(missing)} missing), so there "
+                          "is no local stand-in for the compose file's Prometheus image.",
+                          "apt-get install prometheus, or set PROMETHEUS_IMAGE to an image a registry serves.")
+    done = subprocess.run([str(DEBIAN_PROMETHEUS["prometheus"]), "--version"], capture_output=True, text=True,
+                          timeout=30)
+    match = re.search(r"version (\d+\.\d+\.\d+)", done.stdout + done.stderr)
+    return match[1] if match else "unknown"
+
+
+def ensure_local_prometheus_image(runtime: Runtime, show_progress: bool = True,
+                                  echo: Callable[[str], None] = print) -> str:
+    """The local Prometheus image: reused from the store, else built from the Debian package's files."""
+    ref = local_prometheus_image(debian_prometheus_version())
+    if runtime.image_exists(ref):
+        return ref
+    with tempfile.TemporaryDirectory(prefix="slmlab-prometheus-") as scratch:
+        context = stage({**DEBIAN_PROMETHEUS, "Dockerfile": PROMETHEUS_DOCKERFILE}, Path(scratch))
+        built = build_image(runtime, BuildRequest(ref, context / "Dockerfile", context,
+                                                  {"BASE_IMAGE": local_python_image()}), show_progress=show_progress)
+    echo(f"built {ref} from {DEBIAN_PROMETHEUS['prometheus']}: {built.size_mb:.1f} MB")
     return ref

@@ -85,6 +85,11 @@ class BundlePlay:
         """The gateway's OpenAI-compatible base URL."""
         return self.url("gateway") + "/v1"
 
+    @property
+    def commands(self) -> list[list[str]]:
+        """The `podman kube play` command lines run so far."""
+        return [self.runtime.command(play.args) for play in self._plays]
+
     def documents(self, component: str, first: bool) -> list[dict[str, Any]]:
         """What one `kube play` gets: the Secret (first play only), the component's ConfigMaps, its Deployment."""
         docs: list[dict[str, Any]] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slmlab.deploy import adapter, compose, docker, k8s, prometheus
+from slmlab.deploy import adapter, compose, docker, helm_chart, k8s, prometheus
 from slmlab.deploy.spec import LOAD_METRIC, DeploymentSpec, Plan
 from slmlab.deploy.templating import render_template
 from slmlab.errors import SlmLabError
@@ -20,6 +20,7 @@ def render_all(spec: DeploymentSpec | Plan) -> dict[str, str]:
     files.update(prometheus.render_prometheus(plan))
     files.update(prometheus.render_prometheus(plan, kubernetes=True))
     files.update(k8s.render_manifests(plan))
+    files.update(helm_chart.render_chart(plan))
     files.update(adapter.render_adapter_values(plan))
     files["NOTES.md"] = render_template("NOTES.md.j2", plan, load_metric=LOAD_METRIC)
     files[SPEC_FILE] = spec_text(plan)

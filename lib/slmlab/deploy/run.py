@@ -162,6 +162,11 @@ class BundleRun:
             raise SlmLabError("The gateway is not running.", "Start the bundle with the gateway.")
         return self.gateway.url() + "/v1"
 
+    @property
+    def key_file(self) -> Path | None:
+        """The API key's file here (the containers mount it read-only), while it runs; None without auth."""
+        return self._scratch / "secret" / "api-key" if self._scratch and self.api_key else None
+
     def specs(self) -> dict[str, tuple[ContainerSpec, str]]:
         """(run flags, readiness path) of each component, read from the manifests."""
         manifests = k8s.load_dir(self.folder)

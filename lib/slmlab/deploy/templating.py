@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from slmlab.deploy import images, local_images
+from slmlab.deploy.scanner import SKIP_REASONS
 from slmlab.deploy.spec import HEADROOM, Plan
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -56,6 +57,7 @@ def context(plan: Plan) -> dict[str, Any]:
         "local_server_image": local_images.local_server_image(),
         "ollama_model": f"{plan.model.key}:{plan.spec.quantization.lower()}",
         "vllm_args": vllm_args(plan),
+        "skip_reasons": SKIP_REASONS,
     }
 
 

@@ -39,13 +39,17 @@ class ScrapeTarget:
     addresses: tuple[str, ...]
     metrics_path: str = "/metrics"
     labels: Mapping[str, str] = field(default_factory=dict)
+    credentials_file: str = ""  # a bearer token in a file (llama-server's /metrics sits behind its API key)
 
     def config(self) -> dict[str, Any]:
         """This job's entry under scrape_configs."""
         static: dict[str, Any] = {"targets": list(self.addresses)}
         if self.labels:
             static["labels"] = dict(self.labels)
-        return {"job_name": self.job, "metrics_path": self.metrics_path, "static_configs": [static]}
+        job: dict[str, Any] = {"job_name": self.job, "metrics_path": self.metrics_path}
+        if self.credentials_file:
+            job["authorization"] = {"type": "Bearer", "credentials_file": self.credentials_file}
+        return {**job, "static_configs": [static]}
 
 
 def scrape_target(job: str, server: Any, metrics_path: str | None = None,
@@ -144,6 +148,9 @@ class PrometheusServer(ServerProcess):
             promtool_check_config(self.config_path)
         super().start()
         return self
+
+    def __enter__(self) -> PrometheusServer:
+        return self.start()
 
     def stop(self) -> int | None:
         """Stop Prometheus and remove its configuration and data."""

@@ -231,6 +231,9 @@ def run_doctor(ollama_timeout: float = 1.5) -> DoctorReport:
     checks += [check_memory(), check_cpu(), check_gpu(), check_disk(), check_ollama(ollama_timeout), check_hub()]
     checks += [check_onnx_models(), check_vllm(), check_llamacpp(), check_programs()]
     checks += check_languages()
+    from slmlab.setup.container_checks import container_checks
+
+    checks += [Check(*row, required=False) for row in container_checks()]
     return DoctorReport(checks)
 
 

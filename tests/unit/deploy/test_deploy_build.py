@@ -129,3 +129,15 @@ def test_the_app_images_install_slmlab_without_its_notebook_dependencies(tmp_pat
     assert "llama-cpp-python" not in text and "build-essential" not in text
     with pytest.raises(SlmLabError, match="no extra named nope"):
         extra_requirements("nope")
+
+
+def test_an_image_over_its_size_budget_is_named_with_its_size_and_budget(tmp_path: Path) -> None:
+    from slmlab.containers.build import BuiltImage
+
+    job = build.ImageBuild("engine", "x/chat-engine:1", tmp_path / "Dockerfile")
+    built = BuiltImage("x/chat-engine:1", 3.0, 312_400_000, ["podman", "build"], tmp_path / "log")
+    result = build.BundleBuild(True, "asked for", [(job, built)])
+    result.require_within({"engine": 400, "gateway": 1})  # the gateway was not built: nothing to say
+    with pytest.raises(SlmLabError, match=r"x/chat-engine:1 is 312\.4 MB, over its budget of 300 MB") as err:
+        result.require_within({"engine": 300})
+    assert "largest layers" in err.value.hint

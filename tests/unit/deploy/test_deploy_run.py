@@ -59,3 +59,20 @@ def test_the_bundle_key_file_is_private_and_reused(tmp_path: Path) -> None:
     assert len(key) == 48 and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert bundle_api_key(tmp_path) == (key, path)
+
+
+def test_prometheus_scrapes_the_containers_with_the_bundles_own_jobs(tmp_path: Path) -> None:
+    from slmlab.deploy.observe import bundle_scrape_targets
+
+    render_to(DeploymentSpec(name="chat", quantization="Q4_1"), tmp_path)
+    addresses = {"gateway": "127.0.0.1:40001", "engine": "127.0.0.1:40002"}
+    targets = {t.job: t for t in bundle_scrape_targets(tmp_path, addresses, "/run/key")}
+    assert set(targets) == {"gateway", "llamacpp-server"}
+    assert targets["gateway"].addresses == ("127.0.0.1:40001",) and not targets["gateway"].credentials_file
+    engine = targets["llamacpp-server"].config()
+    assert engine["authorization"] == {"type": "Bearer", "credentials_file": "/run/key"}  # /metrics needs the key
+    assert engine["static_configs"] == [{"targets": ["127.0.0.1:40002"],
+                                         "labels": {"deployment": "chat", "model": "smollm2-135m-instruct"}}]
+    assert [t.job for t in bundle_scrape_targets(tmp_path, {"gateway": "127.0.0.1:1"})] == ["gateway"]
+    with pytest.raises(SlmLabError, match="needs the API key as a file"):
+        bundle_scrape_targets(tmp_path, addresses)
