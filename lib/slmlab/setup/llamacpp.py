@@ -181,11 +181,12 @@ def vendored_commit(archive: str | os.PathLike) -> str | None:
     return None
 
 
-def extract_vendored(archive: str | os.PathLike, into: Path) -> Path:
-    """Unpack only ``vendor/llama.cpp`` of the sdist into `into`; returns that tree."""
+def extract_vendored(archive: str | os.PathLike, into: Path, part: str = "") -> Path:
+    """Unpack only ``vendor/llama.cpp`` of the sdist (only its `part`, e.g. "tools/ui", if given) into `into`;
+    returns the llama.cpp tree."""
+    inside = f"/vendor/llama.cpp/{part.strip('/') + '/' if part.strip('/') else ''}"
     with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if "/vendor/llama.cpp/" in m.name
-                   and "/vendor/llama.cpp/.git" not in m.name]
+        members = [m for m in tar.getmembers() if inside in m.name and "/vendor/llama.cpp/.git" not in m.name]
         if not members:
             raise SlmLabError(f"{archive} has no vendor/llama.cpp tree.",
                               f"Delete it and run {SETUP_COMMAND} again (it is downloaded anew).")
@@ -353,11 +354,12 @@ def build_percent(line: bytes) -> int | None:
     return None
 
 
-def _run_logged(cmd: Sequence[str], log: IO[bytes], work: Path, on_line: Callable[[bytes], None]) -> int:
+def _run_logged(cmd: Sequence[str], log: IO[bytes], work: Path, on_line: Callable[[bytes], None],
+                cwd: Path | None = None, env: dict[str, str] | None = None) -> int:
     log.write(f"$ {' '.join(cmd)}\n".encode())
     log.flush()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=_build_env(work))
+                            env={**_build_env(work), **(env or {})}, cwd=cwd)
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
