@@ -208,6 +208,20 @@ def test_four_streams_decode_together(server):
 
 @needs_build
 @pytest.mark.slow
+def test_a_prompt_longer_than_a_slot_is_a_clear_error(server):
+    from slmlab.backends.openai_http import OpenAIBackend
+
+    backend = OpenAIBackend(server.url, api_key=KEY)
+    try:
+        with pytest.raises(SlmLabError, match=f"the context is {N_CTX}") as err:
+            backend.chat("tell me more " * 400, max_tokens=8)  # about 1,200 tokens: more than one slot holds
+    finally:
+        backend.close()
+    assert "--ctx-size for llama-server" in err.value.hint
+
+
+@needs_build
+@pytest.mark.slow
 def test_a_port_in_use_is_a_clear_error_and_leaves_no_key_file(server):
     second = llama_server(MODEL, port=server.port, api_key="other-key")
     key_file = second.cmd[second.cmd.index("--api-key-file") + 1]
