@@ -305,5 +305,5 @@ def test_the_web_ui_built_from_the_vendored_sources_chats_in_chromium(browser):
         _wait(lambda: llamacpp_metrics(ui_server).get("llamacpp:tokens_predicted_total", 0) > 0 and answer(), 120,
               "the assistant's answer", browser)
         shown = browser.find_elements(By.CSS_SELECTOR, '[aria-label="User message with actions"]')
-        assert shown and QUESTION[0]["content"] in shown[-1].text  # the question as sent, and the model's answer below it
+        assert shown and QUESTION[0]["content"] in shown[-1].text  # the question as sent, the answer below it
         assert len(answer()) > 3

@@ -280,7 +280,7 @@ def test_a_markdown_command_must_match_what_runs_exactly(tmp_path):
         ("markdown", "```sh\nllama-bench -m model.gguf -p 128\n```"),
         ("code", "!llama-bench -m model.gguf -p 64\n"),
     ])
-    assert [c.runs for c in shell_commands(path, tmp_path)] == [False, True]  # one flag differs: the markdown is not run
+    assert [c.runs for c in shell_commands(path, tmp_path)] == [False, True]  # one flag differs: the markdown is shown
 
 
 @pytest.mark.fast
