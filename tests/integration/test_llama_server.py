@@ -10,7 +10,6 @@ Debian's chromium and chromium-driver. Without them they are skipped and say so.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import time
 
@@ -247,26 +246,6 @@ def test_stop_ends_the_process_group_frees_the_port_and_deletes_the_key_file():
 
 
 # ---------------------------------------------------------------- the web UI, in a real browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
-    from selenium.webdriver.chrome.service import Service
-
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--disable-extensions", "--no-first-run", "--window-size=1200,900"):
-        options.add_argument(flag)
-    # an explicit driver path: Selenium Manager then never tries to download one
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _wait(condition, timeout: float, what: str, browser=None):

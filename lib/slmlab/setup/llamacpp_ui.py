@@ -32,11 +32,10 @@ from slmlab.setup.llamacpp import (
     _move_into_place,
     _run_logged,
     _setup_lock,
+    _unpack_source,
+    _work_folder,
     binding_version,
-    extract_vendored,
-    fetch_sdist,
     llamacpp_root,
-    vendored_commit,
 )
 
 UI_SETUP_COMMAND = "slmlab setup llamacpp --ui"
@@ -105,20 +104,11 @@ def setup_llamacpp_ui(force: bool = False, echo: Callable[[str], None] = print,
 def _build_ui(npm: str, version: str, folder: Path, echo: Callable[[str], None],
               source_tree: str | os.PathLike | None) -> None:
     """Copy the UI's sources into a work folder, run npm there, keep ``dist`` (renamed into place at the end)."""
-    root = llamacpp_root()
-    work = root / f".ui-build-{version}-{os.getpid()}"
-    logs = root / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"ui-{version}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.log"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
+    with _work_folder("ui", version) as (work, log_path):
         commit = None
         if source_tree is None:
-            archive = fetch_sdist(version, echo)
-            commit = vendored_commit(archive)
-            echo(f"unpacking {UI_SOURCE} (llama.cpp {commit[:9] if commit else 'unknown'}) from {archive.name}")
-            source = extract_vendored(archive, work / "src", part=UI_SOURCE) / UI_SOURCE
+            tree, commit = _unpack_source(version, work, echo, part=UI_SOURCE)
+            source = tree / UI_SOURCE
         else:
             source = work / "ui"
             shutil.copytree(source_tree, source, ignore=shutil.ignore_patterns("node_modules", "dist"))
@@ -142,8 +132,6 @@ def _build_ui(npm: str, version: str, folder: Path, echo: Callable[[str], None],
                   "created": datetime.now(UTC).isoformat(timespec="seconds")}
         (staging / UI_MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         _move_into_place(staging, folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _npm_failure(step: str, code: int, log_path: Path, why: str = "") -> SlmLabError:

@@ -73,7 +73,7 @@ def test_the_ui_is_built_with_npm_and_installed_with_its_record(npm, tmp_path):
     assert record["size_mb"] >= 0 and Path(record["log"]).is_file() and record["llama_cpp_python"]
     assert npm.read_text().splitlines() == ["npm ci --no-audit --no-fund", "npm run build", "npm --version"]
     assert json.loads((folder / "dist" / "build.json").read_text()) == {"version": "b0000"}  # a stand-in: no release
-    assert not list(llamacpp_root().glob(".ui-build-*"))  # the work folder (node_modules) is gone
+    assert not list(llamacpp_root().glob(".ui-*"))  # the work folder (node_modules) is gone
     assert any("llama_server(ui=True)" in line for line in said)
     said.clear()
     assert setup_llamacpp_ui(echo=said.append, source_tree=ui_sources(tmp_path / "again")) == folder
@@ -89,7 +89,7 @@ def test_a_failing_npm_is_reported_with_its_lines_and_installs_nothing(npm, tmp_
     message = str(err.value)
     assert "`npm run build` (exit code 2)" in message and "Cannot find module '@sveltejs/kit'" in message
     assert "The full log: " in message and UI_SETUP_COMMAND in message and "npm registry" in message
-    assert not ui_install_dir().exists() and not list(llamacpp_root().glob(".ui-build-*"))
+    assert not ui_install_dir().exists() and not list(llamacpp_root().glob(".ui-*"))
 
 
 def test_without_npm_the_error_says_what_to_install(tmp_path, monkeypatch):
