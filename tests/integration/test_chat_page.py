@@ -4,7 +4,7 @@ The server runs with an API key: the page first meets a 401, shows its key field
 typed. The answer must arrive in several pieces (the page counts them in ``data-chunks``) and equal, word for
 word, the greedy answer the API gives to the same question — so the page shows the model's real stream.
 Needs Debian's chromium and chromium-driver (README: "Servers for parts 2 and 3"); skipped with that hint
-where they are missing (the `browser` fixture: tests/integration/conftest.py).
+where they are missing (the `browser` fixture: tests/conftest.py).
 """
 
 from __future__ import annotations
