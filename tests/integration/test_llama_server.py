@@ -118,7 +118,9 @@ def test_a_model_path_that_does_not_exist_is_named(tmp_path):
 
 @pytest.fixture(scope="module")
 def server():
-    with llama_server(MODEL, parallel=SLOTS, n_ctx=N_CTX, api_key=KEY) as running:
+    # one thread: llama.cpp's threads wait for each other at every step, so on a busy 2-core machine two threads
+    # crawl (~2 tok/s measured next to other work, against ~22 with one) and the streams below time out
+    with llama_server(MODEL, parallel=SLOTS, n_ctx=N_CTX, api_key=KEY, threads=1) as running:
         yield running
 
 
