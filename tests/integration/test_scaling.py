@@ -24,7 +24,8 @@ def test_config_balances_least_conn_and_streams(tmp_path):
     text = render_config(["127.0.0.1:8001", "http://127.0.0.1:8002/"], 8080, tmp_path, max_fails=2, fail_timeout=5)
     for line in ("daemon off;", "least_conn;", "server 127.0.0.1:8001 max_fails=2 fail_timeout=5s;",
                  "server 127.0.0.1:8002 max_fails=2 fail_timeout=5s;", "listen 127.0.0.1:8080;",
-                 "proxy_buffering off;", "proxy_next_upstream error timeout http_502 http_503 non_idempotent;"):
+                 "proxy_buffering off;", "proxy_next_upstream error timeout http_502 http_503 non_idempotent;",
+                 "keepalive_timeout 4s;"):
         assert line in text
     assert "syntax is ok" in check_config(text, tmp_path)
     assert "least_conn" not in render_config(["127.0.0.1:8001"], 8080, tmp_path, method="round_robin")
