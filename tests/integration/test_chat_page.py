@@ -4,12 +4,11 @@ The server runs with an API key: the page first meets a 401, shows its key field
 typed. The answer must arrive in several pieces (the page counts them in ``data-chunks``) and equal, word for
 word, the greedy answer the API gives to the same question — so the page shows the model's real stream.
 Needs Debian's chromium and chromium-driver (README: "Servers for parts 2 and 3"); skipped with that hint
-where they are missing.
+where they are missing (the `browser` fixture: tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import httpx
@@ -17,32 +16,10 @@ import pytest
 
 from slmlab.serve.gateway.server import app_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 KEY = "sk-page-0123456789abcdef"
 QUESTION = "What is the capital of France?"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
-    from selenium.webdriver.chrome.service import Service
-
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--disable-extensions", "--no-first-run", "--window-size=1000,800"):
-        options.add_argument(flag)
-    # An explicit driver path: Selenium Manager then never tries to download one.
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,10 @@
 """llama.cpp's own `llama-server` (slmlab.serve.llama_server): its command line and bad input (fast), then one real
 server with 4 slots and an API key for the whole module (slow), called with the openai client, read through /health,
-/slots and /metrics, and loaded by 4 concurrent streams that decode together (continuous batching).
+/slots and /metrics, and loaded by 4 concurrent streams that decode together (continuous batching); and its web chat
+UI, built from the vendored sources with npm, chatting in a headless Chromium.
 
-The slow tests need the build (`slmlab setup llamacpp`); without it they are skipped and say so.
+The slow tests need the build (`slmlab setup llamacpp`); the UI test also the UI (`slmlab setup llamacpp --ui`) and
+Debian's chromium and chromium-driver. Without them they are skipped and say so.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from slmlab.serve.llama_server import (
     slots,
     write_key_file,
 )
+from slmlab.setup import llamacpp_ui
 from slmlab.setup.llamacpp import SETUP_COMMAND, install_dir, llamacpp_available
+from slmlab.setup.llamacpp_ui import UI_SETUP_COMMAND, llamacpp_ui_available, ui_install_dir
 
 KEY = "llama-server-key-5"
 MODEL = "smollm2-135m-instruct"
@@ -35,6 +39,8 @@ N_CTX = 1024
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 needs_build = pytest.mark.skipif(not llamacpp_available(), reason=f"llama.cpp is not built at {install_dir()} "
                                  f"(run `{SETUP_COMMAND}`)")
+needs_ui = pytest.mark.skipif(not llamacpp_ui_available(), reason=f"llama-server's web UI is not built at "
+                              f"{ui_install_dir()} (run `{UI_SETUP_COMMAND}`: it needs npm)")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -57,7 +63,9 @@ def test_command_line_has_slots_batching_metrics_and_a_key_file():
     assert flags["--host"] == "127.0.0.1" and flags["--port"] == "{port}" and flags["--threads"] == "2"
     assert flags["--parallel"] == "8" and flags["--ctx-size"] == str(8 * 512)  # n_ctx tokens for each slot
     assert "--cont-batching" in cmd and "--metrics" in cmd and flags["--api-key-file"] == "/k/keys.txt"
-    assert "--api-key" not in cmd and cmd[-2:] == ["--flash-attn", "on"]
+    assert "--api-key" not in cmd and "--path" not in cmd and cmd[-2:] == ["--flash-attn", "on"]
+    with_ui = llama_server_command("/b/llama-server", "/m/smol.gguf", "smol", ui_path="/ui/dist")
+    assert with_ui[with_ui.index("--path") + 1] == "/ui/dist"  # the web UI's files, served at /
     for bad in (0, -1, 2.5, True):
         with pytest.raises(SlmLabError, match="parallel"):
             llama_server_command("p", "m", "a", parallel=bad)
@@ -89,6 +97,15 @@ def test_a_missing_build_names_the_setup_command(tmp_path, monkeypatch):
 
 @needs_build
 @pytest.mark.fast
+def test_the_web_ui_without_its_build_names_the_setup_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(llamacpp_ui, "ui_install_dir", lambda version=None: tmp_path / "no-ui")
+    with pytest.raises(SlmLabError, match="web UI is not built") as err:
+        llama_server(MODEL, ui=True)
+    assert UI_SETUP_COMMAND in str(err.value)
+
+
+@needs_build
+@pytest.mark.fast
 def test_a_model_path_that_does_not_exist_is_named(tmp_path):
     missing = tmp_path / "no-such-model.gguf"
     with pytest.raises(SlmLabError, match="Model file not found") as err:
@@ -101,7 +118,9 @@ def test_a_model_path_that_does_not_exist_is_named(tmp_path):
 
 @pytest.fixture(scope="module")
 def server():
-    with llama_server(MODEL, parallel=SLOTS, n_ctx=N_CTX, api_key=KEY) as running:
+    # one thread: llama.cpp's threads wait for each other at every step, so on a busy 2-core machine two threads
+    # crawl (~2 tok/s measured next to other work, against ~22 with one) and the streams below time out
+    with llama_server(MODEL, parallel=SLOTS, n_ctx=N_CTX, api_key=KEY, threads=1) as running:
         yield running
 
 
@@ -190,6 +209,20 @@ def test_four_streams_decode_together(server):
 
 @needs_build
 @pytest.mark.slow
+def test_a_prompt_longer_than_a_slot_is_a_clear_error(server):
+    from slmlab.backends.openai_http import OpenAIBackend
+
+    backend = OpenAIBackend(server.url, api_key=KEY)
+    try:
+        with pytest.raises(SlmLabError, match=f"the context is {N_CTX}") as err:
+            backend.chat("tell me more " * 400, max_tokens=8)  # about 1,200 tokens: more than one slot holds
+    finally:
+        backend.close()
+    assert "--ctx-size for llama-server" in err.value.hint
+
+
+@needs_build
+@pytest.mark.slow
 def test_a_port_in_use_is_a_clear_error_and_leaves_no_key_file(server):
     second = llama_server(MODEL, port=server.port, api_key="other-key")
     key_file = second.cmd[second.cmd.index("--api-key-file") + 1]
@@ -212,3 +245,46 @@ def test_stop_ends_the_process_group_frees_the_port_and_deletes_the_key_file():
     while port_in_use(port) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not group_members(pid) and not port_in_use(port) and not os.path.exists(key_file)
+
+
+# ---------------------------------------------------------------- the web UI, in a real browser
+
+
+def _wait(condition, timeout: float, what: str, browser=None):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            page = browser.find_element("tag name", "body").text[:600] if browser is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; the page shows: {page!r}")
+        time.sleep(0.1)
+    return value
+
+
+@needs_build
+@needs_ui
+@pytest.mark.slow
+def test_the_web_ui_built_from_the_vendored_sources_chats_in_chromium(browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    with llama_server(MODEL, parallel=1, n_ctx=N_CTX, threads=1, ui=True) as ui_server:
+        page = httpx.get(f"{ui_server.url}/", trust_env=False)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert httpx.get(f"{ui_server.url}/build.json", trust_env=False).json() == {"version": "b11312"}
+        browser.get(f"{ui_server.url}/")
+        box = _wait(lambda: next((t for t in browser.find_elements(By.TAG_NAME, "textarea") if t.is_displayed()),
+                                 None), 30, "the message box", browser)
+        assert browser.title == "llama-ui"
+        _wait(lambda: MODEL in browser.page_source or "smollm2" in browser.page_source, 15, "the model's name",
+              browser)
+        box.send_keys(QUESTION[0]["content"] + Keys.ENTER)
+
+        def answer() -> str:
+            found = browser.find_elements(By.CSS_SELECTOR, '[aria-label="Assistant message with actions"]')
+            return found[-1].text.strip() if found else ""
+
+        _wait(lambda: llamacpp_metrics(ui_server).get("llamacpp:tokens_predicted_total", 0) > 0 and answer(), 120,
+              "the assistant's answer", browser)
+        shown = browser.find_elements(By.CSS_SELECTOR, '[aria-label="User message with actions"]')
+        assert shown and QUESTION[0]["content"] in shown[-1].text  # the question as sent, the answer below it
+        assert len(answer()) > 3

@@ -159,6 +159,8 @@ def test_urls_and_options_for_the_openai_client():
     ("This model's maximum context length is 2048 tokens. However, you requested 2100 tokens (1000 in the "
      "messages, 1100 in the completion).",  # vLLM: the prompt fits, max_tokens does not
      "The prompt has 1000 tokens and max_tokens asks for more than the 1048 left", "max_tokens=1048"),
+    ("request (1500 tokens) exceeds the available context size (1024 tokens), try increasing it",  # llama-server
+     "The prompt has 1500 tokens, the context is 1024", "--ctx-size for llama-server"),
 ])
 def test_server_context_errors_become_prompt_too_long(message, problem, hint):
     err = _context_error(message)
@@ -305,7 +307,7 @@ def test_unreachable_server_says_how_to_start_one():
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(SlmLabError, match=f"Cannot reach an OpenAI-compatible server at {url}") as err:
         OpenAIBackend(url)
-    assert "llamacpp_server()" in err.value.hint and "python -m llama_cpp.server --model" in err.value.hint
+    assert "llama_server()" in err.value.hint and "llama-server --model" in err.value.hint
 
 
 @pytest.mark.fast

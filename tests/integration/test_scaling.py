@@ -1,4 +1,5 @@
-"""slmlab.scaling: nginx over real replicas (least_conn, a killed replica, retries) and the HPA's algorithm."""
+"""slmlab.scaling: nginx over real llama-server replicas (least_conn, a killed replica, retries) and the HPA's
+algorithm."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def test_config_balances_least_conn_and_streams(tmp_path):
     text = render_config(["127.0.0.1:8001", "http://127.0.0.1:8002/"], 8080, tmp_path, max_fails=2, fail_timeout=5)
     for line in ("daemon off;", "least_conn;", "server 127.0.0.1:8001 max_fails=2 fail_timeout=5s;",
                  "server 127.0.0.1:8002 max_fails=2 fail_timeout=5s;", "listen 127.0.0.1:8080;",
-                 "proxy_buffering off;", "proxy_next_upstream error timeout http_502 http_503 non_idempotent;"):
+                 "proxy_buffering off;", "proxy_next_upstream error timeout http_502 http_503 non_idempotent;",
+                 "keepalive_timeout 4s;"):
         assert line in text
     assert "syntax is ok" in check_config(text, tmp_path)
     assert "least_conn" not in render_config(["127.0.0.1:8001"], 8080, tmp_path, method="round_robin")
@@ -129,6 +131,19 @@ def cluster():
     with Replicas(2, n_threads=1, n_ctx=512) as replicas:
         with nginx_load_balancer(replicas.servers, fail_timeout=5) as lb:
             yield replicas, lb
+
+
+@pytest.mark.slow
+def test_replicas_are_llama_servers_with_their_slots(cluster):
+    from slmlab.serve.llama_server import LlamaServer, slots
+
+    replicas, _ = cluster
+    assert all(isinstance(server, LlamaServer) for server in replicas.servers) and replicas.parallel == 2
+    for server in replicas.servers:
+        assert server.cmd[server.cmd.index("--threads") + 1] == "1"  # pinned: replicas × threads ≤ cores
+        assert [slot["n_ctx"] for slot in slots(server)] == [512, 512]  # two slots of 512 tokens each
+    with pytest.raises(SlmLabError, match="parallel"):
+        Replicas(1, parallel=0)
 
 
 @pytest.mark.slow

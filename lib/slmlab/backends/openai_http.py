@@ -23,9 +23,9 @@ from slmlab.backends.server_models import choose_model, unknown_model
 from slmlab.errors import SlmLabError, UpstreamError
 
 API_KEY_ENV = "SLMLAB_API_KEY"  # read when api_key is not passed
-START_HINT = ("Start one first, e.g. `with slmlab.serve.llamacpp_server() as server: "
-              "backend = OpenAIBackend(server.url)`, or in a terminal: `python -m llama_cpp.server --model "
-              "<file.gguf> --host 127.0.0.1 --port 8000` (the path: "
+START_HINT = ("Start one first, e.g. llama.cpp's: `with slmlab.serve.llama_server() as server: "
+              "backend = OpenAIBackend(server.url)`, or in a terminal: `llama-server --model <file.gguf> "
+              "--host 127.0.0.1 --port 8000` (the program: slmlab setup llamacpp --where; the model: "
               "slmlab.models.resolver.resolve('smollm2-135m-instruct').path). Then check the host and port in the URL.")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -335,17 +335,21 @@ def _message(exc: Any) -> str:
 
 
 def _context_error(message: str) -> SlmLabError | None:
-    """The server's context-length error (llama.cpp or vLLM wording) as slmlab's prompt_too_long message."""
-    ctx = re.search(r"maximum context length is (\d+)", message)
+    """The server's context-length error (llama-server's, llama-cpp-python's or vLLM's wording) as slmlab's
+    prompt_too_long message."""
+    ctx = re.search(r"maximum context length is (\d+)|exceeds the available context size \((\d+)", message)
     if not ctx:
         return None
-    prompt = re.search(r"\((\d+) in (?:the messages|your prompt)|has (\d+) input tokens", message)
-    where = ("when you start the server (llamacpp_server(n_ctx=...); --n_ctx for python -m llama_cpp.server; "
+    prompt = re.search(r"\((\d+) in (?:the messages|your prompt)|has (\d+) input tokens|request \((\d+) tokens\)",
+                       message)
+    where = ("when you start the server (llama_server(n_ctx=...) or --ctx-size for llama-server, per slot: the "
+             "size / --parallel; llamacpp_server(n_ctx=...) or --n_ctx for python -m llama_cpp.server; "
              "--max-model-len for vLLM).")
+    n_ctx = int(ctx.group(1) or ctx.group(2))
     if not prompt:
-        return SlmLabError(f"The request does not fit the server's context of {ctx.group(1)} tokens: {message}",
+        return SlmLabError(f"The request does not fit the server's context of {n_ctx} tokens: {message}",
                            f"Shorten the prompt, lower max_tokens, or use a larger context {where}")
-    n_ctx, n_prompt = int(ctx.group(1)), int(prompt.group(1) or prompt.group(2))
+    n_prompt = int(next(group for group in prompt.groups() if group))
     if n_prompt >= n_ctx:
         err = prompt_too_long(n_prompt, n_ctx, 1 << 30, "n_ctx")  # the server does not say the trained context
         return SlmLabError(err.problem, f"{err.hint.rstrip('.')} {where}")

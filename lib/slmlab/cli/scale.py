@@ -19,14 +19,16 @@ def _positive(kind: type) -> object:
 
 
 def cmd_lb(args: argparse.Namespace) -> int:
-    """Start `--replicas` llama.cpp servers and nginx in front of them on 127.0.0.1; run until Ctrl-C."""
+    """Start `--replicas` llama-servers and nginx in front of them on 127.0.0.1; run until Ctrl-C."""
     import time
 
     from slmlab.scaling.nginx_lb import nginx_load_balancer
     from slmlab.scaling.replicas import Replicas
 
-    print(f"starting {args.replicas} replica(s) of {args.model}, {args.threads} thread(s) each …", flush=True)
-    with Replicas(args.replicas, args.model, n_threads=args.threads, n_ctx=args.n_ctx) as replicas, \
+    print(f"starting {args.replicas} llama-server replica(s) of {args.model}, {args.threads} thread(s) and "
+          f"{args.parallel} slot(s) each …", flush=True)
+    with Replicas(args.replicas, args.model, n_threads=args.threads, n_ctx=args.n_ctx,
+                  parallel=args.parallel) as replicas, \
             nginx_load_balancer(replicas.servers, port=args.port, method=args.method) as balancer:
         print(f"load balancer: {balancer.url}/v1 (nginx {args.method}; config {balancer.config_path})")
         for name, url in zip([s.name for s in replicas.servers], replicas.urls, strict=True):
@@ -76,12 +78,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     scale = sub.add_parser("scale", help="replicas behind nginx; an HPA replay of a day of traffic")
     parts = scale.add_subparsers(dest="scale_command", required=True)
 
-    lb = parts.add_parser("lb", help="N llama.cpp replicas behind nginx on 127.0.0.1, until Ctrl-C")
+    lb = parts.add_parser("lb", help="N llama-server replicas behind nginx on 127.0.0.1, until Ctrl-C")
     lb.add_argument("--replicas", type=_positive(int), default=2)
     lb.add_argument("--model", default="smollm2-135m-instruct")
     lb.add_argument("--threads", type=_positive(int), default=1, help="llama.cpp threads per replica (default 1; "
                                                                       "replicas × threads ≤ cores)")
-    lb.add_argument("--n-ctx", type=_positive(int), default=2048)
+    lb.add_argument("--parallel", type=_positive(int), default=2,
+                    help="llama-server slots per replica: requests decoded together (default 2)")
+    lb.add_argument("--n-ctx", type=_positive(int), default=2048, help="tokens per slot")
     lb.add_argument("--port", type=int, help="the balancer's port (default: a free one)")
     lb.add_argument("--method", choices=["least_conn", "round_robin", "ip_hash"], default="least_conn")
     lb.add_argument("--seconds", type=_positive(float), help="stop after this many seconds (default: Ctrl-C)")

@@ -40,14 +40,29 @@ def cmd_setup_llamacpp(args: argparse.Namespace) -> int:
         folder = install_dir()
         marker = read_marker(folder)
         print(folder / "bin" if marker else f"{folder} (not built yet: run slmlab setup llamacpp)")
+        if args.ui:
+            return _where_ui() if marker else 1
         return 0 if marker else 1
-    folder = setup_llamacpp(force=args.force, jobs=args.jobs)
+    folder = setup_llamacpp(force=args.force and not args.ui, jobs=args.jobs)
     marker = read_marker(folder) or {}
     print(f"llama.cpp {marker.get('llama_cpp_commit') or '?'} (llama-cpp-python {marker.get('llama_cpp_python')}), "
           f"built {marker.get('created')} in {marker.get('build_seconds', 0) / 60:.1f} min, "
           f"{marker.get('size_mb')} MB: {folder}")
     print(f"programs in {folder / 'bin'}: {', '.join(PROGRAMS)}")
+    if args.ui:
+        from slmlab.setup.llamacpp_ui import setup_llamacpp_ui
+
+        setup_llamacpp_ui(force=args.force)
     return 0
+
+
+def _where_ui() -> int:
+    from slmlab.setup.llamacpp_ui import read_ui_marker, ui_install_dir
+
+    folder = ui_install_dir()
+    built = read_ui_marker(folder) is not None
+    print(folder / "dist" if built else f"{folder} (the web UI is not built yet: run slmlab setup llamacpp --ui)")
+    return 0 if built else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,6 +99,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     llamacpp.add_argument("--force", action="store_true", help="build again even if the build is complete")
     llamacpp.add_argument("--jobs", type=int, default=None, help="compilers at once (default: every core)")
     llamacpp.add_argument("--where", action="store_true", help="print the programs' folder (exit 1 if not built)")
+    llamacpp.add_argument("--ui", action="store_true",
+                          help="also build llama-server's web chat UI from the vendored sources with npm (opt-in: "
+                               "needs Node.js 20+ and the npm registry, ~2 min, 10 MB kept; --force then rebuilds "
+                               "the UI only)")
     llamacpp.set_defaults(func=cmd_setup_llamacpp)
 
     from slmlab.cli.containers_setup import add_setup_parser

@@ -126,7 +126,7 @@ async def _discover_model(client: Any, target: Endpoint) -> str:
         answer = await client.get(f"{target.root}{path}", headers=_headers(target), timeout=10)
     except httpx.HTTPError as exc:
         raise SlmLabError(f"Cannot reach {target.root}{path}: {type(exc).__name__} {exc}".rstrip(),
-                          "Start the server first (e.g. `with slmlab.serve.llamacpp_server() as server:`) and "
+                          "Start the server first (e.g. `with slmlab.serve.llama_server() as server:`) and "
                           "check the host and port.") from None
     if answer.status_code == 401:
         raise SlmLabError(f"{target.root}{path} answered 401 Unauthorized.", "Pass the server's api_key=.")

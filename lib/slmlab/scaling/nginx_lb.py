@@ -109,7 +109,8 @@ http {{
 {temp}
     upstream {upstream} {{
 {balance}        zone {upstream} 64k;       # state shared by all worker processes
-{servers}        keepalive 16;           # reuse connections to the replicas
+{servers}        keepalive 16;           # reuse connections to the replicas ...
+        keepalive_timeout 4s;   # ... idle for less than the replicas' own 5 s: never one a replica is closing
     }}
 
     server {{

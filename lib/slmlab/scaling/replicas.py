@@ -1,12 +1,13 @@
-"""N replicas of llama-cpp-python's OpenAI server, started together, each pinned to a few threads.
+"""N replicas of llama.cpp's ``llama-server``, started together, each pinned to a few threads with a few slots.
 
-    with Replicas(2, n_threads=1) as replicas:
+    with Replicas(2, n_threads=1, parallel=2) as replicas:
         replicas.addresses      # ['127.0.0.1:41001', '127.0.0.1:41002'] for the load balancer
         replicas.kill(1)        # SIGKILL its process group: a crash, not a graceful stop
         replicas.restart(1)     # what a Deployment's controller does: a new process on the same port
 
-Horizontal scaling is more replicas of the same server; vertical scaling is more threads (cores) for one.
-On a machine with C cores, replicas × n_threads ≤ C keeps them from competing for the same cores.
+Horizontal scaling is more replicas of the same server; vertical scaling is more threads (cores) for one. Each
+replica also batches: its `parallel` slots decode together (continuous batching), and requests beyond them wait in
+its queue. On a machine with C cores, replicas × n_threads ≤ C keeps them from competing for the same cores.
 """
 
 from __future__ import annotations
@@ -14,37 +15,40 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slmlab.errors import SlmLabError
 from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel, resolve
-from slmlab.process import HOST, ServerProcess, free_port
-from slmlab.serve.llamacpp_server import llamacpp_server
+from slmlab.process import HOST, free_port
+from slmlab.serve.llama_server import LlamaServer, llama_server
 
 
 class Replicas:
-    """`count` llama.cpp server replicas of one model on 127.0.0.1, as a context manager (always all stopped)."""
+    """`count` llama-server replicas of one model on 127.0.0.1, as a context manager (always all stopped).
+
+    Each has `n_threads` threads and `parallel` slots of `n_ctx` tokens; `extra_args` go to every command line.
+    """
 
     def __init__(self, count: int, model: ResolvedModel | str = DEFAULT_MODEL, n_threads: int = 1, n_ctx: int = 512,
-                 startup_timeout: float = 90, **settings: Any) -> None:
+                 parallel: int = 2, startup_timeout: float = 90, extra_args: Sequence[str] = ()) -> None:
         if not isinstance(count, int) or count < 1:
             raise SlmLabError(f"count={count!r} replicas is not a positive whole number.", "Use e.g. count=2.")
         if not isinstance(n_threads, int) or n_threads < 1:
             raise SlmLabError(f"n_threads={n_threads!r} must be a whole number ≥ 1.", "Use e.g. n_threads=1.")
         self.model = model if isinstance(model, ResolvedModel) else resolve(model)
-        self.n_threads = n_threads
-        self.servers: list[ServerProcess] = []
+        self.n_threads, self.parallel = n_threads, parallel
+        self.servers: list[LlamaServer] = []
         ports: set[int] = set()
         for _ in range(count):
             port = free_port()
             while port in ports:
                 port = free_port()
             ports.add(port)
-            # n_threads_batch (prompt processing) defaults to every core in llama-cpp-python's server: pin it too
-            options = {"n_threads_batch": n_threads, **settings}
-            server = llamacpp_server(self.model, n_ctx=n_ctx, port=port, n_threads=n_threads,
-                                     startup_timeout=startup_timeout, model_alias=self.model.name, **options)
+            # llama-server reads prompts on --threads-batch, which defaults to --threads: both are pinned
+            server = llama_server(self.model, parallel=parallel, n_ctx=n_ctx, port=port, threads=n_threads,
+                                  startup_timeout=startup_timeout, model_alias=self.model.name, extra_args=extra_args)
             server.name = f"replica-{len(self.servers)}"
             self.servers.append(server)
 
@@ -65,7 +69,7 @@ class Replicas:
         """Whether each replica's process is alive."""
         return [s.running for s in self.servers]
 
-    def _check_index(self, index: int) -> ServerProcess:
+    def _check_index(self, index: int) -> LlamaServer:
         if not isinstance(index, int) or not 0 <= index < len(self.servers):
             raise SlmLabError(f"There is no replica {index!r}.", f"Use an index from 0 to {len(self.servers) - 1}.")
         return self.servers[index]
@@ -100,7 +104,7 @@ class Replicas:
         proc.wait(10)
         return when
 
-    def restart(self, index: int) -> ServerProcess:
+    def restart(self, index: int) -> LlamaServer:
         """Start replica `index` again on its port (stopping whatever is left of it first)."""
         server = self._check_index(index)
         server.stop()

@@ -12,7 +12,9 @@ binding (``slmlab setup llamacpp``)::
         metrics(server)            # /metrics: llamacpp:tokens_predicted_total, llamacpp:requests_processing, ...
 
 The API key is handed over in a file (``--api-key-file``, mode 0600), never on the command line where ``ps``
-shows it; ``/health`` needs no key, everything else does.
+shows it; ``/health`` needs no key, everything else does. ``ui=True`` serves llama.cpp's web chat UI at ``/``
+(``--path``: the UI built from the vendored sources by ``slmlab setup llamacpp --ui``; the course's build compiles
+none in, so without it ``GET /`` answers 404).
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ _ENV_PREFIXES = ("LLAMA_ARG_", "LLAMA_API_KEY", "LLAMA_LOG_")
 def llama_server_command(program: str | os.PathLike, gguf: str | os.PathLike, alias: str, *,
                          parallel: int = DEFAULT_PARALLEL, n_ctx: int = DEFAULT_N_CTX, threads: int | None = None,
                          api_key_file: str | os.PathLike | None = None, metrics: bool = True,
-                         extra_args: Sequence[str] = ()) -> list[str]:
+                         ui_path: str | os.PathLike | None = None, extra_args: Sequence[str] = ()) -> list[str]:
     """The ``llama-server …`` command line, with "{port}" where the port goes.
 
     Each of the `parallel` slots holds `n_ctx` tokens (``--ctx-size`` is their total: llama-server splits it).
+    `ui_path` is a folder of web-UI files to serve at ``/`` (``--path``).
     """
     from slmlab.models.hardware import physical_cores
 
@@ -62,6 +65,8 @@ def llama_server_command(program: str | os.PathLike, gguf: str | os.PathLike, al
         cmd.append("--metrics")
     if api_key_file is not None:
         cmd += ["--api-key-file", os.fspath(api_key_file)]
+    if ui_path is not None:
+        cmd += ["--path", os.fspath(ui_path)]
     return cmd + [str(arg) for arg in extra_args]
 
 
@@ -116,16 +121,20 @@ def write_key_file(api_key: str) -> Path:
 def llama_server(model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL, parallel: int = DEFAULT_PARALLEL,
                  n_ctx: int = DEFAULT_N_CTX, port: int | None = None, api_key: str | None = None,
                  model_alias: str | None = None, threads: int | None = None, startup_timeout: float = 60,
-                 extra_args: Sequence[str] = (), env: Mapping[str, str | None] | None = None) -> LlamaServer:
+                 ui: bool = False, extra_args: Sequence[str] = (),
+                 env: Mapping[str, str | None] | None = None) -> LlamaServer:
     """llama.cpp's ``llama-server`` for `model` (not started: use it in a `with` block).
 
     `parallel` slots of `n_ctx` tokens each decode together (continuous batching); `/metrics` is on. The model
     is listed under `model_alias` (default: its slmlab name). `api_key` protects every endpoint but ``/health``.
+    `ui` serves the web chat UI at ``/`` (built once by ``slmlab setup llamacpp --ui``).
     `extra_args` go to llama-server's command line (e.g. ["--flash-attn", "on"]; see ``llama-server --help``).
     """
     from slmlab.setup.llamacpp import llamacpp_program
+    from slmlab.setup.llamacpp_ui import llamacpp_ui_dir
 
     program = llamacpp_program("llama-server")  # first: a missing build is reported before anything else
+    ui_path = llamacpp_ui_dir() if ui else None
     resolved = model if isinstance(model, ResolvedModel) else resolve(model)
     if resolved.format != "gguf" or not Path(resolved.path).is_file():
         raise SlmLabError(f"{resolved.name} is not a GGUF file ({resolved.path}); llama-server loads .gguf files.",
@@ -135,7 +144,7 @@ def llama_server(model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL, paral
     try:
         cmd = llama_server_command(program, resolved.path, alias, parallel=parallel, n_ctx=n_ctx, threads=threads,
                                    api_key_file=key_folder / "api-keys.txt" if key_folder else None,
-                                   extra_args=extra_args)
+                                   ui_path=ui_path, extra_args=extra_args)
     except BaseException:
         if key_folder is not None:
             shutil.rmtree(key_folder, ignore_errors=True)

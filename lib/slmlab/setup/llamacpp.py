@@ -181,11 +181,12 @@ def vendored_commit(archive: str | os.PathLike) -> str | None:
     return None
 
 
-def extract_vendored(archive: str | os.PathLike, into: Path) -> Path:
-    """Unpack only ``vendor/llama.cpp`` of the sdist into `into`; returns that tree."""
+def extract_vendored(archive: str | os.PathLike, into: Path, part: str = "") -> Path:
+    """Unpack only ``vendor/llama.cpp`` of the sdist (only its `part`, e.g. "tools/ui", if given) into `into`;
+    returns the llama.cpp tree."""
+    inside = f"/vendor/llama.cpp/{part.strip('/') + '/' if part.strip('/') else ''}"
     with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if "/vendor/llama.cpp/" in m.name
-                   and "/vendor/llama.cpp/.git" not in m.name]
+        members = [m for m in tar.getmembers() if inside in m.name and "/vendor/llama.cpp/.git" not in m.name]
         if not members:
             raise SlmLabError(f"{archive} has no vendor/llama.cpp tree.",
                               f"Delete it and run {SETUP_COMMAND} again (it is downloaded anew).")
@@ -257,23 +258,37 @@ def _setup_lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _build_and_install(version: str, folder: Path, jobs: int, echo: Callable[[str], None], show_progress: bool,
-                       source_tree: str | os.PathLike | None) -> None:
-    """Configure, compile and collect in a temporary folder, then rename the result into place."""
+@contextlib.contextmanager
+def _work_folder(kind: str, name: str) -> Iterator[tuple[Path, Path]]:
+    """A fresh work folder in the cache, removed at the end whatever happens, and a new log file's path."""
     root = llamacpp_root()
-    work = root / f".build-{folder.name}-{os.getpid()}"
+    work = root / f".{kind}-{name}-{os.getpid()}"
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"build-{folder.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.log"
+    log_path = logs / f"{kind}-{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.log"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
+        yield work, log_path
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _unpack_source(version: str, work: Path, echo: Callable[[str], None], part: str = "") -> tuple[Path, str | None]:
+    """The pinned sdist's llama.cpp tree (only its `part`, if given) unpacked into `work`, and its commit."""
+    archive = fetch_sdist(version, echo)
+    commit = vendored_commit(archive)
+    echo(f"unpacking vendor/llama.cpp{'/' + part if part else ''} (commit {commit or 'unknown'}) from {archive.name}")
+    return extract_vendored(archive, work / "src", part=part), commit
+
+
+def _build_and_install(version: str, folder: Path, jobs: int, echo: Callable[[str], None], show_progress: bool,
+                       source_tree: str | os.PathLike | None) -> None:
+    """Configure, compile and collect in a temporary folder, then rename the result into place."""
+    with _work_folder("build", folder.name) as (work, log_path):
         commit = None
         if source_tree is None:
-            archive = fetch_sdist(version, echo)
-            commit = vendored_commit(archive)
-            echo(f"unpacking vendor/llama.cpp (commit {commit or 'unknown'}) from {archive.name}")
-            tree = extract_vendored(archive, work / "src")
+            tree, commit = _unpack_source(version, work, echo)
         else:
             tree = Path(source_tree).absolute()
         options = [*cmake_options(), *_build_info(commit)]
@@ -295,8 +310,6 @@ def _build_and_install(version: str, folder: Path, jobs: int, echo: Callable[[st
                   "log": str(log_path), "created": datetime.now(UTC).isoformat(timespec="seconds")}
         (staging / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         _move_into_place(staging, folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _build_info(commit: str | None) -> list[str]:
@@ -353,11 +366,12 @@ def build_percent(line: bytes) -> int | None:
     return None
 
 
-def _run_logged(cmd: Sequence[str], log: IO[bytes], work: Path, on_line: Callable[[bytes], None]) -> int:
+def _run_logged(cmd: Sequence[str], log: IO[bytes], work: Path, on_line: Callable[[bytes], None],
+                cwd: Path | None = None, env: dict[str, str] | None = None) -> int:
     log.write(f"$ {' '.join(cmd)}\n".encode())
     log.flush()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=_build_env(work))
+                            env={**_build_env(work), **(env or {})}, cwd=cwd)
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
