@@ -172,18 +172,11 @@ def slots(server: Any, api_key: str | None = None, timeout: float = 10) -> list[
 
     `server` is a LlamaServer (its key is used) or a root URL (pass `api_key` if it has one).
     """
-    import httpx
+    from slmlab.serve.scrape import get_ok
 
     root, headers = _root_and_headers(server, api_key)
-    try:
-        with httpx.Client(trust_env=False, timeout=timeout) as client:
-            answer = client.get(f"{root}/slots", headers=headers)
-    except httpx.HTTPError as exc:
-        raise SlmLabError(f"Cannot read {root}/slots: {type(exc).__name__}: {exc}".rstrip(),
-                          "Is llama-server running? Check its URL and port.") from None
-    if answer.status_code != 200:
-        raise SlmLabError(f"{root}/slots answered HTTP {answer.status_code}: {answer.text[:200]}",
-                          "401: pass the server's API key; 501: the server was started with --no-slots.")
+    answer = get_ok(root, "/slots", headers=headers, timeout=timeout, what="llama-server",
+                    status_hint="401: pass the server's API key; 501: the server was started with --no-slots.")
     return list(answer.json())
 
 

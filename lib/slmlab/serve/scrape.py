@@ -85,21 +85,29 @@ def parse(text: str) -> Samples:
                           "Pass the body of a /metrics answer (text/plain; version=0.0.4).") from None
 
 
-def fetch(url: Any, path: str = "/metrics", timeout: float = 10, headers: Mapping[str, str] | None = None,
-          transport: Any = None) -> Samples:
-    """Scrape a server (its root URL, or a ServerProcess) now; `transport` is httpx's (tests pass a mock)."""
+def get_ok(root: str, path: str, *, headers: Mapping[str, str] | None = None, timeout: float = 10,
+           transport: Any = None, what: str = "the server", status_hint: str = "") -> Any:
+    """``GET root+path`` answered 200 (the httpx response); a server that is down or says no is a clear SlmLabError."""
     import httpx
 
-    root = str(getattr(url, "url", url)).rstrip("/")
     try:
         with httpx.Client(trust_env=False, timeout=timeout, transport=transport) as client:
             answer = client.get(f"{root}{path}", headers=dict(headers or {}))
     except httpx.HTTPError as exc:
-        raise SlmLabError(f"Cannot scrape {root}{path}: {type(exc).__name__}: {exc}".rstrip(),
-                          "Is the server running? Check its URL and port.") from None
+        raise SlmLabError(f"Cannot read {root}{path}: {type(exc).__name__}: {exc}".rstrip(),
+                          f"Is {what} running? Check its URL and port.") from None
     if answer.status_code != 200:
-        raise SlmLabError(f"{root}{path} answered HTTP {answer.status_code}.",
-                          "A 401 means /metrics needs an API key here; not every server exports metrics.")
+        raise SlmLabError(f"{root}{path} answered HTTP {answer.status_code}: {answer.text[:200]}".rstrip(": "),
+                          status_hint or "Check the path and whether the server needs an API key.")
+    return answer
+
+
+def fetch(url: Any, path: str = "/metrics", timeout: float = 10, headers: Mapping[str, str] | None = None,
+          transport: Any = None) -> Samples:
+    """Scrape a server (its root URL, or a ServerProcess) now; `transport` is httpx's (tests pass a mock)."""
+    root = str(getattr(url, "url", url)).rstrip("/")
+    answer = get_ok(root, path, headers=headers, timeout=timeout, transport=transport,
+                    status_hint="A 401 means /metrics needs an API key here; not every server exports metrics.")
     return parse(answer.text)
 
 
