@@ -169,7 +169,7 @@ def test_timing_table_names_the_phases_that_went_over():
         begin_phase "fast tests"; T=760; record_tests 1; begin_phase "notebooks"; T=900; record_tests 5
         finish_phase ok; timing_table""")
     rows = {line[:24].strip(): line[24:].split() for line in table.splitlines()[2:-1]}
-    assert rows["venv+torch"][:3] == ["10.0", "2", "ok"] and rows["pip install"][:3] == ["1.7", "10", "ok"]
+    assert rows["venv+torch"][:3] == ["10.0", "2", "ok"] and rows["pip install"][:3] == ["1.7", "8", "ok"]
     assert rows["system packages"] == ["-", "3", "not", "run"]
     assert rows["fast tests"][2:] == ["failed", "(pytest", "exit", "1)"]
     assert rows["notebooks"][2:4] == ["no", "tests"] and rows["total"] == ["15.0", "90"]
