@@ -245,3 +245,22 @@ def run_pipeline(service: Service, stages: Sequence[str] = STAGES, skip: Mapping
         run.results.append(StageResult(stage, "failed" if failed else "passed", time.perf_counter() - start, output,
                                        f"exit code {code}" if failed else ""))
     return run
+
+
+def shell(command: str | Sequence[str], cwd: str | Path | None = None, check: bool = True, tail: int = 25,
+          timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a command as a terminal would (no shell: the words are split as a shell splits them), print `$ command`
+    and its last `tail` lines; with `check`, a failure raises naming the command."""
+    import shlex
+
+    args = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+    if not args or shutil.which(args[0]) is None and not Path(args[0]).exists():
+        raise SlmLabError(f"{args[0] if args else 'the command'} is not installed here.",
+                          'Install the course: pip install -e ".[all]"')
+    print("$ " + " ".join(shlex.quote(a) for a in args))
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    lines = (done.stdout + done.stderr).rstrip().splitlines()
+    print("\n".join(lines[-tail:]) if tail else "")
+    if check and done.returncode != 0:
+        raise SlmLabError(f"`{' '.join(args)}` failed (exit {done.returncode}).", "Its output is above.")
+    return done
