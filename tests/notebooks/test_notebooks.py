@@ -112,6 +112,7 @@ CI_PARAMETERS_SUFFICE: dict[str, str] = {
     "03-cloud/01-vllm-openai-server": "the concurrency levels (1, 4) vs (1, 4, 8) and request counts",
     "03-cloud/03-onnx-runtime-service": "requests and the load test's time limit",
     "03-cloud/04-monitoring": "requests in the load test",
+    "03-cloud/07-cicd-and-readiness": "tokens and repeats of the SmolLM2 measurements and of the speculative run",
 }
 BINDER_MEMORY_BYTES = 2 * 1024**3  # mybinder.org's limit: every solution must fit it or stop cleanly
 

@@ -74,7 +74,8 @@ GPU_PRESETS = ("t4", "l4", "a100-80gb", "h100-80gb")
 def _model(key: str) -> catalog.ModelSpec:
     spec = catalog.CATALOG.get(key)
     if spec is None:
-        raise SlmLabError(f"{key!r} is not in the course catalog.", "`slmlab models` lists it; e.g. phi-4-mini-instruct.")
+        raise SlmLabError(f"{key!r} is not in the course catalog.",
+                          "`slmlab models` lists it; e.g. phi-4-mini-instruct.")
     return spec
 
 
@@ -90,7 +91,8 @@ def footprint_table(model: str, quants: Sequence[str], presets: Sequence[str] = 
     """GB needed (weights + KV cache for `context` + overhead) per quantization, against each preset's memory."""
     import pandas as pd
 
-    rows = footprint.fit_grid([_model(model)], [get_preset(p) for p in presets], quants=quants, contexts=(context,))
+    rows = footprint.fit_grid([_model(model)], [get_preset(p) for p in presets], quants=tuple(quants),
+                              contexts=(context,))
     return pd.DataFrame(rows)[["quant", "hardware", "total_gb", "budget_gb", "use", "verdict"]]
 
 

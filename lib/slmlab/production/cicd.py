@@ -1,7 +1,7 @@
 """CI/CD for the learner's SLM service: a repository folder with the app's tests, its deployment spec, one pipeline
 script (``ci/pipeline.sh STAGE``) and a GitHub Actions workflow that calls that script, job by job.
 
-    service = scaffold("my-service", spec)            # app/, tests/ (02-local/06's suite), deploy/spec.yaml, ci/, .github/
+    service = scaffold("my-service", spec)    # app/, tests/ (the suite of 2.6), deploy/spec.yaml, ci/, .github/
     record_golden(service, backend)                   # tests/golden.json from the known-good version
     validate_workflow(service.workflow)               # actionlint (where installed), zizmor, the workflow schema
     run = run_pipeline(service)                       # the same stages, here, stopping at the first failure
@@ -38,7 +38,8 @@ PINNED_ACTIONS = {
 STAGES = ("lint", "unit", "golden", "bundle", "image", "smoke")  # what runs here; push and deploy need a registry
 CONTAINER_STAGES = ("image", "smoke")  # and a cluster, and run only in the workflow's gated jobs
 SLMLAB_REQUIREMENT = "slmlab[serve,deploy,test] @ git+https://github.com/YOUR-ORG/slm-deploy-lab@YOUR-COMMIT"
-RUFF_TOML = '# the lint stage\'s rules (ruff check app tests)\nline-length = 120\n\n[lint]\nselect = ["E", "F", "W", "B"]\n'
+RUFF_TOML = ('# the lint stage\'s rules (ruff check app tests)\nline-length = 120\n\n'
+             '[lint]\nselect = ["E", "F", "W", "B"]\n')
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ def workflow_text(spec: DeploymentSpec, requirement: str = SLMLAB_REQUIREMENT) -
     sha, tag = PINNED_ACTIONS["aquasecurity/trivy-action"]
     text = (TEMPLATES / "ci.yml").read_text(encoding="utf-8")
     return (text.replace("@@SETUP@@", setup).replace("@@TRIVY@@", f"{sha} # {tag}")
-            .replace("@@GATEWAY_IMAGE@@", plan.image_ref("gateway")).replace("@@ENGINE_IMAGE@@", plan.image_ref("engine")))
+            .replace("@@GATEWAY_IMAGE@@", plan.image_ref("gateway"))
+            .replace("@@ENGINE_IMAGE@@", plan.image_ref("engine")))
 
 
 def scaffold(folder: str | Path, spec: DeploymentSpec, host: str = "chat.example.com", version: str = "v1",
@@ -240,7 +242,9 @@ def run_pipeline(service: Service, stages: Sequence[str] = STAGES, skip: Mapping
                                   text=True, timeout=timeout)
             output, code = done.stdout + done.stderr, done.returncode
         except subprocess.TimeoutExpired as err:
-            output, code = f"{err.stdout or ''}{err.stderr or ''}\nstage {stage} ran past {timeout:.0f} s", 124
+            partial = [p.decode(errors="replace") if isinstance(p, bytes) else (p or "")
+                       for p in (err.stdout, err.stderr)]
+            output, code = f"{''.join(partial)}\nstage {stage} ran past {timeout:.0f} s", 124
         failed = code != 0
         run.results.append(StageResult(stage, "failed" if failed else "passed", time.perf_counter() - start, output,
                                        f"exit code {code}" if failed else ""))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from slmlab.deploy import policy
 from slmlab.deploy.findings import Finding
+from slmlab.deploy.k8s import Manifest
 from slmlab.errors import SlmLabError
 from slmlab.production.bundle import Bundle, containers, pod_labels, pod_spec, selects
 from slmlab.production.live import CHAT_PATH, LiveService, logged_requests
@@ -152,10 +153,10 @@ def auth_in_bundle(context: Context) -> Evidence:
     return Evidence.passed(f"the gateway reads its keys from {key_file}, mounted from Secret/{source}")
 
 
-def _secret_mounts(workload: object) -> dict[str, str]:
+def _secret_mounts(workload: Manifest) -> dict[str, str]:
     """mountPath -> Secret name, for a workload's Secret volumes."""
-    spec = pod_spec(workload)  # type: ignore[arg-type]
-    secrets = {v.get("name"): (v.get("secret") or {}).get("secretName") for v in spec.get("volumes") or []
+    spec = pod_spec(workload)
+    secrets = {v.get("name"): str((v.get("secret") or {}).get("secretName")) for v in spec.get("volumes") or []
                if isinstance(v, dict) and v.get("secret")}
     return {m.get("mountPath", ""): secrets[m.get("name")] for c in spec.get("containers") or []
             for m in c.get("volumeMounts") or [] if m.get("name") in secrets}
@@ -186,7 +187,9 @@ def rate_limit_in_bundle(context: Context) -> Evidence:
         limiter = RateLimiter.parse(rate)
     except SlmLabError as err:
         return Evidence.failed(f"SLMLAB_RATE_LIMIT={rate!r}: {err.problem}")
-    return Evidence.passed(f"{limiter.description if limiter else rate} per key, bursts of {limiter.burst if limiter else '?'}")
+    if limiter is None:
+        return Evidence.failed(f"SLMLAB_RATE_LIMIT={rate!r} turns the limit off")
+    return Evidence.passed(f"{limiter.description} per key, bursts of {limiter.burst}")
 
 
 @needs_live

@@ -67,7 +67,8 @@ def ingress_without_tls(bundle: Path) -> None:
 
 
 def state_without_backup(bundle: Path) -> None:
-    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "chat-cache", "namespace": "slm"},
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+             "metadata": {"name": "chat-cache", "namespace": "slm"},
              "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
     (bundle / "k8s/10-cache.yaml").write_text(yaml.safe_dump(claim))
 
