@@ -17,8 +17,8 @@ from slmlab.deploy.findings import Finding
 from slmlab.deploy.k8s import Manifest
 from slmlab.errors import SlmLabError
 from slmlab.production.bundle import Bundle, containers, pod_labels, pod_spec, selects
+from slmlab.production.evidence import Evidence
 from slmlab.production.live import CHAT_PATH, LiveService, logged_requests
-from slmlab.production.readiness import Evidence
 
 NOT_STARTED = "no running service was given"
 SCANNERS = re.compile(r"aquasecurity/trivy-action|anchore/scan-action|docker/scout-action|snyk/actions|"
@@ -261,16 +261,21 @@ def _missing_on(live: LiveService, wanted: set[str]) -> list[str]:
     return sorted(m for m in wanted if re.sub(r"_total$", "", m) not in have)
 
 
+def _exported(live: LiveService, exprs: list[str], what: str) -> Evidence:
+    """Whether the running service exports every course metric the PromQL `exprs` (of the `what`) use."""
+    wanted = _metrics_in(exprs)
+    if not wanted:
+        return Evidence.not_applicable(f"the {what} use no metric of the course's servers")
+    missing = _missing_on(live, wanted)
+    if missing:
+        return Evidence.failed(f"the {what} query metrics the service does not export: {', '.join(missing)}")
+    return Evidence.passed(f"/metrics exports what the {what} query: {', '.join(sorted(wanted))}")
+
+
 @needs_live
 def alerts_on_service(live: LiveService, context: Context) -> Evidence:
     """Every course metric the alert expressions use is exported by the running service."""
-    wanted = _metrics_in([str(rule.get("expr", "")) for _, rule in context.bundle.alert_rules()])
-    if not wanted:
-        return Evidence.not_applicable("the alerts use no metric of the course's servers")
-    missing = _missing_on(live, wanted)
-    if missing:
-        return Evidence.failed(f"the alerts query metrics the service does not export: {', '.join(missing)}")
-    return Evidence.passed(f"/metrics exports what the alerts query: {', '.join(sorted(wanted))}")
+    return _exported(live, [str(rule.get("expr", "")) for _, rule in context.bundle.alert_rules()], "alerts")
 
 
 def dashboards_in_bundle(context: Context) -> Evidence:
@@ -295,13 +300,7 @@ def dashboards_on_service(live: LiveService, context: Context) -> Evidence:
     from slmlab.monitoring.grafana import dashboard_queries
 
     exprs = [e for p in context.bundle.dashboards for _, _, e in dashboard_queries(context.bundle.dashboard(p))]
-    wanted = _metrics_in(exprs)
-    if not wanted:
-        return Evidence.not_applicable("no dashboard query uses a metric of the course's servers")
-    missing = _missing_on(live, wanted)
-    if missing:
-        return Evidence.failed(f"panels query metrics the service does not export: {', '.join(missing)}")
-    return Evidence.passed(f"every panel's metric is on /metrics ({len(wanted)} names)")
+    return _exported(live, exprs, "dashboard panels")
 
 
 # ---------------------------------------------------------------------------------------------- logs, runbooks

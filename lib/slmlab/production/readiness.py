@@ -12,63 +12,20 @@ and their evaluation are in `slmlab.production.items`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slmlab.deploy.findings import Finding
+from slmlab.production.evidence import FAIL, MARKS, NA, PASS, Evidence, ItemResult
+from slmlab.production.items import ITEMS, Context
+
+__all__ = ["FAIL", "NA", "PASS", "Evidence", "ItemResult", "Readiness", "as_markdown", "evaluate", "find_workflows",
+           "item_titles"]
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from slmlab.production.live import LiveService
-
-PASS, FAIL, NA = "pass", "fail", "n/a"
-MARKS = {PASS: "✓", FAIL: "✗", NA: "–"}
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """What one side (the bundle, or the running service) showed for an item."""
-
-    status: str  # pass | fail | n/a
-    text: str
-    findings: tuple[Finding, ...] = ()
-
-    @classmethod
-    def passed(cls, text: str) -> Evidence:
-        return cls(PASS, text)
-
-    @classmethod
-    def failed(cls, text: str, findings: Sequence[Finding] = ()) -> Evidence:
-        return cls(FAIL, text, tuple(findings))
-
-    @classmethod
-    def not_applicable(cls, text: str) -> Evidence:
-        return cls(NA, text)
-
-
-@dataclass(frozen=True)
-class ItemResult:
-    """One checklist item: the bundle's evidence, the service's, and the verdict from both."""
-
-    key: str
-    title: str
-    bundle: Evidence
-    service: Evidence
-
-    @property
-    def status(self) -> str:
-        """fail if either side failed; pass if one passed; n/a when neither applies."""
-        sides = (self.bundle.status, self.service.status)
-        return FAIL if FAIL in sides else PASS if PASS in sides else NA
-
-    def row(self) -> dict[str, str]:
-        """A flat dict for a table."""
-        return {"item": self.key, "status": self.status, "bundle": f"{self.bundle.status}: {self.bundle.text}",
-                "service": f"{self.service.status}: {self.service.text}"}
-
 
 @dataclass
 class Readiness:
@@ -121,7 +78,6 @@ def evaluate(folder: str | Path, live: LiveService | None = None, workflows: str
     folder or the nearest folder above it): the "images scanned" item reads it.
     """
     from slmlab.production.bundle import Bundle
-    from slmlab.production.items import ITEMS, Context
 
     bundle = Bundle.load(folder)
     context = Context(bundle, live, Path(workflows) if workflows else find_workflows(bundle.root))
@@ -143,8 +99,6 @@ def find_workflows(start: Path, levels: int = 3) -> Path | None:
 
 def item_titles() -> dict[str, str]:
     """The checklist: item key -> title, in order."""
-    from slmlab.production.items import ITEMS
-
     return {key: title for key, (title, *_rest) in ITEMS.items()}
 
 

