@@ -96,6 +96,7 @@ DEFAULTS_DIFFER: dict[str, str] = {
     "03-cloud/02-containers-and-kubernetes": "every serving image (CI: llama.cpp and vLLM)",
     "03-cloud/05-security-hardening": "every red-team case (CI: a subset)",
     "03-cloud/06-scaling-and-load-balancing": "the vertical-scaling comparison: one more server, two load tests",
+    "03-cloud/07-cicd-and-readiness": "the pipeline's image and smoke stages (build, scan, run the containers)",
 }
 # ... and those whose defaults differ only in counts (repeats, requests, examples, concurrency levels) and
 # max_tokens: the same code runs, so the CI run covers them.
@@ -112,7 +113,6 @@ CI_PARAMETERS_SUFFICE: dict[str, str] = {
     "03-cloud/01-vllm-openai-server": "the concurrency levels (1, 4) vs (1, 4, 8) and request counts",
     "03-cloud/03-onnx-runtime-service": "requests and the load test's time limit",
     "03-cloud/04-monitoring": "requests in the load test",
-    "03-cloud/07-cicd-and-readiness": "tokens and repeats of the SmolLM2 measurements and of the speculative run",
 }
 BINDER_MEMORY_BYTES = 2 * 1024**3  # mybinder.org's limit: every solution must fit it or stop cleanly
 

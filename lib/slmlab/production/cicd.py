@@ -218,15 +218,18 @@ class PipelineRun:
 
 
 def run_pipeline(service: Service, stages: Sequence[str] = STAGES, skip: Mapping[str, str] | None = None,
-                 env: Mapping[str, str] | None = None, timeout: float = 900) -> PipelineRun:
+                 env: Mapping[str, str] | None = None, timeout: float = 900, run: PipelineRun | None = None
+                 ) -> PipelineRun:
     """Run `bash ci/pipeline.sh STAGE` for each stage in order, as the workflow's jobs do; stop at the first
-    failure (the stages after it are "not run"). `skip` maps a stage to the reason it cannot run here."""
+    failure (the stages after it are "not run"). `skip` maps a stage to the reason it cannot run here; `run`
+    continues an earlier run (its stages are kept, and a failure there stops these too)."""
     import os
 
     unknown = [s for s in stages if s not in (*STAGES, "push", "deploy")]
     if unknown:
         raise SlmLabError(f"Unknown stage(s) {unknown}.", f"Stages: {', '.join(STAGES)}.")
-    run, failed = PipelineRun(), False
+    run = run if run is not None else PipelineRun()
+    failed = run.stopped_at is not None
     environment = {**os.environ, **dict(env or {})}
     environment.pop("SLMLAB_TESTING_CONFIG", None)  # the script sets its own
     for stage in stages:

@@ -129,3 +129,15 @@ def test_shell_prints_the_command_and_refuses_a_missing_program(capsys: pytest.C
     assert done.returncode == 0 and "$ python3 -c" in capsys.readouterr().out
     with pytest.raises(SlmLabError, match="not installed"):
         cicd.shell("no-such-program-here --flag")
+
+
+def test_a_run_continues_and_an_earlier_failure_stops_the_rest(tmp_path: Path) -> None:
+    service = cicd.Service(tmp_path)
+    (tmp_path / "ci").mkdir()
+    service.pipeline.write_text('case "$1" in unit) exit 1 ;; *) echo ok ;; esac\n')
+    run = cicd.run_pipeline(service, stages=("lint",))
+    cicd.run_pipeline(service, stages=("bundle",), run=run)
+    assert [(r.stage, r.status) for r in run.results] == [("lint", "passed"), ("bundle", "passed")]
+    cicd.run_pipeline(service, stages=("unit",), run=run)
+    cicd.run_pipeline(service, stages=("image",), run=run)
+    assert run.stopped_at == "unit" and run["image"].status == "not run"
