@@ -97,6 +97,7 @@ DEFAULTS_DIFFER: dict[str, str] = {
                                              "containers with Prometheus, the memory trial 30 % below the footprint",
     "03-cloud/05-security-hardening": "every red-team case (CI: a subset)",
     "03-cloud/06-scaling-and-load-balancing": "the vertical-scaling comparison: one more server, two load tests",
+    "03-cloud/07-cicd-and-readiness": "the pipeline's image and smoke stages (build, scan, run the containers)",
 }
 # ... and those whose defaults differ only in counts (repeats, requests, examples, concurrency levels) and
 # max_tokens: the same code runs, so the CI run covers them.

@@ -18,6 +18,7 @@ from slmlab.cli import (
     loadtest,
     models,
     monitor,
+    production,
     quantize,
     scale,
     secrets,
@@ -27,7 +28,7 @@ from slmlab.cli import (
 from slmlab.errors import SlmLabError
 
 COMMAND_MODULES = (doctor, models, quantize, bench, compare, loadtest, serve, setup, monitor, scale, deploy, course,
-                   secrets)
+                   secrets, production)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -81,6 +81,7 @@ class DeploymentSpec:
     target_requests: float | None = None  # scale_on "requests": the average per pod to hold (None: `parallel`)
     registry: str = "registry.example.com/slm"  # where the built images are pushed
     image_tag: str = "0.1.0"  # the tag of the images built from the rendered Dockerfiles (never "latest")
+    rate_limit: str | None = None  # the gateway's per-key rate limit, e.g. "60/minute" (None: no limit)
 
     def replace(self, **changes: Any) -> DeploymentSpec:
         """A copy with some fields changed."""
@@ -289,6 +290,16 @@ class _SpecReview:
             self.bad("registry", f"{spec.registry!r} is not an image registry path", "e.g. 'ghcr.io/your-org'")
         if spec.auth not in AUTH:
             self.bad("auth", f"unknown auth {spec.auth!r}", "use 'api-key' (recommended) or 'none'")
+        self.check_rate_limit()
+
+    def check_rate_limit(self) -> None:
+        """The gateway's rate limit, read as the gateway reads it (None: no limit)."""
+        from slmlab.serve.gateway.security import RateLimiter
+
+        try:
+            RateLimiter.parse(self.spec.rate_limit)
+        except SlmLabError as err:
+            self.bad("rate_limit", err.problem, err.hint)
 
     def check_context(self, model: catalog.ModelSpec | None) -> None:
         """The context must fit the model's trained context."""

@@ -34,13 +34,15 @@ class AlertRule:
     severity: str = "warning"
     summary: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    runbook_url: str = ""  # where on-call reads what to do (annotations.runbook_url, as Alertmanager shows it)
 
     def as_dict(self) -> dict[str, Any]:
         """The rule as it appears in a rule file."""
         rule: dict[str, Any] = {"alert": self.name, "expr": self.expr, "for": self.for_,
                                 "labels": {"severity": self.severity, **self.labels}}
-        if self.summary:
-            rule["annotations"] = {"summary": self.summary}
+        annotations = {"summary": self.summary, "runbook_url": self.runbook_url}
+        if any(annotations.values()):
+            rule["annotations"] = {key: value for key, value in annotations.items() if value}
         return rule
 
 
