@@ -5,7 +5,8 @@
     table.groupby(["source", "status"]).size()       # like sum by (status) (count_over_time(...))
 
 Every line is parsed into the fields it has: the course servers' JSON lines (``--log-format json``, see
-``structured_log``: time, level, logger, msg, method, path, status), Prometheus' logfmt (``ts=… level=… msg=…``), Python logging
+``structured_log``: time, level, logger, msg, method, path, status), Prometheus' logfmt
+(``ts=… level=… msg=…``), Python logging
 (``2026-01-01 10:00:00,123 INFO name: message`` or ``INFO:     name: message``) and uvicorn's access log
 (``127.0.0.1:5000 - "POST /v1/chat/completions HTTP/1.1" 200 OK``: method, path, status). Lines matching none
 keep their text as the message.

@@ -164,7 +164,7 @@ class TextFormatter(logging.Formatter):
 # ---------------------------------------------------------------------------------------------- handlers
 
 
-def parse_syslog_address(address: str) -> tuple[str, int, int]:
+def parse_syslog_address(address: str) -> tuple[str, int, socket.SocketKind]:
     """(host, port, socket type) from ``tcp://127.0.0.1:5514`` or ``udp://127.0.0.1:5514``."""
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
     try:
@@ -187,7 +187,8 @@ def syslog_handler(address: str, service: str) -> tuple[logging.Handler, logging
         sender = logging.handlers.SysLogHandler(address=(host, port), socktype=kind)
     except OSError as exc:
         raise SlmLabError(f"Cannot reach the log aggregator at {address}: {exc.strerror or exc}.",
-                          "Start it first (slmlab.monitoring.aggregator.rsyslog_server), or leave --log-syslog out.")
+                          "Start it first (slmlab.monitoring.aggregator.rsyslog_server), or leave --log-syslog out."
+                          ) from None
     sender.append_nul = False  # the formatter ends each message with a newline: rsyslog's TCP framing
     sender.setFormatter(SyslogJsonFormatter(service))
     records: queue.SimpleQueue = queue.SimpleQueue()
@@ -207,7 +208,11 @@ class _ContextQueueHandler(logging.handlers.QueueHandler):
             extra.setdefault("request_id", rid)
             record.fields = extra
         record.msg, record.args = record.getMessage(), None
-        record.exc_info = (record.exc_info[0], None, None) if record.exc_info else None
+        if record.exc_info and record.exc_info[0] is not None:  # the type is kept in `fields`, not the traceback
+            extra = dict(getattr(record, "fields", None) or {})
+            extra.setdefault("exc_type", record.exc_info[0].__name__)
+            record.fields = extra
+        record.exc_info, record.exc_text = None, None
         return record
 
 
