@@ -12,8 +12,8 @@ work directory and both files live in a temporary folder, removed when it stops.
 1024, its own files, no ``/dev/log`` (``imuxsock``) and no kernel log (``imklog``).
 
 Why rsyslog rather than syslog-ng (both Debian packages): rsyslog is the syslog daemon Debian and Ubuntu install
-by default, so it is the one already running on the machines learners will meet, its package is small
-(no extra libraries beyond what Debian has), and it checks a config without starting (``rsyslogd -N1``);
+by default, so it is the one already running on the machines learners will meet, it is a small install
+(4 packages, 0.8 MB to download), and it checks a config without starting (``rsyslogd -N1``);
 syslog-ng (``syslog-ng --syntax-only``, ``json-parser()``) would do the same job equally well.
 """
 
