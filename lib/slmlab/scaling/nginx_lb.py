@@ -65,13 +65,17 @@ def backend_address(backend: Any) -> str:
 
 def render_config(backends: Sequence[Any], port: int, prefix: str | os.PathLike, method: str = "least_conn",
                   max_fails: int = 1, fail_timeout: int = 10, next_upstream: Sequence[str] = NEXT_UPSTREAM,
-                  tries: int = 0, upstream: str = "replicas", read_timeout: int = 300) -> str:
+                  tries: int = 0, upstream: str = "replicas", read_timeout: int = 300, keepalive: int = 0) -> str:
     """A complete nginx.conf that balances `backends` on 127.0.0.1:`port` (temp files and logs under `prefix`).
 
     `method`: least_conn (default), round_robin, ip_hash or "random two least_conn"; `max_fails` failed
     attempts within `fail_timeout` s take a replica out for `fail_timeout` s (0: never); `next_upstream` lists
     when a request is passed to the next replica ([] or ["off"]: never); `tries` caps the attempts (0: all
-    replicas).
+    replicas). `keepalive` idle connections per worker are kept open to the replicas (0, the default: none).
+    llama-server closes its side after every streamed answer although its headers offer keep-alive; nginx
+    may reuse such a cached connection in the instant before it sees the close, the request fails on it, and
+    with max_fails=1 that takes a healthy replica out for fail_timeout. Turn keepalive on only for servers
+    that keep their connections open (measured in tests/integration/test_scaling.py).
     """
     addresses = [backend_address(b) for b in backends]
     if not addresses:
@@ -79,7 +83,7 @@ def render_config(backends: Sequence[Any], port: int, prefix: str | os.PathLike,
     if method not in METHODS:
         raise SlmLabError(f"Unknown balancing method {method!r}.", f"Use one of: {', '.join(METHODS)}.")
     for name, value in (("max_fails", max_fails), ("fail_timeout", fail_timeout), ("tries", tries),
-                        ("read_timeout", read_timeout)):
+                        ("read_timeout", read_timeout), ("keepalive", keepalive)):
         if not isinstance(value, int) or value < 0:
             raise SlmLabError(f"{name}={value!r} must be a whole number ≥ 0.", f"E.g. {name}=1.")
     if not isinstance(port, int) or not 0 < port < 65536:
@@ -87,6 +91,9 @@ def render_config(backends: Sequence[Any], port: int, prefix: str | os.PathLike,
     if not re.fullmatch(r"[a-z][a-z0-9_]*", upstream):
         raise SlmLabError(f"Upstream name {upstream!r} is not a plain name.", "Use letters, digits and _.")
     cases = list(next_upstream) or ["off"]
+    reuse = (f"        keepalive {keepalive};           # reuse connections to the replicas ...\n"
+             "        keepalive_timeout 4s;   # ... idle for less than the replicas' own 5 s\n" if keepalive else
+             "        # no keepalive: llama-server closes each connection after a streamed answer (render_config)\n")
     root = Path(prefix).resolve()
     balance = "" if method == "round_robin" else f"        {method};\n"
     servers = "".join(f"        server {a} max_fails={max_fails} fail_timeout={fail_timeout}s;\n" for a in addresses)
@@ -109,9 +116,7 @@ http {{
 {temp}
     upstream {upstream} {{
 {balance}        zone {upstream} 64k;       # state shared by all worker processes
-{servers}        keepalive 16;           # reuse connections to the replicas ...
-        keepalive_timeout 4s;   # ... idle for less than the replicas' own 5 s: never one a replica is closing
-    }}
+{servers}{reuse}    }}
 
     server {{
         listen {HOST}:{port};
