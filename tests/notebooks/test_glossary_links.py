@@ -133,7 +133,8 @@ def first_uses(terms: list[Term], notebooks: list[Path]) -> dict[str, Use]:
                     linked = any(start <= match.start() and match.end() <= end and target == term.anchor
                                  for start, end, target in links)
                     excerpt = " ".join(cell.source[max(match.start() - 50, 0):match.end() + 30].split())
-                    found[term.heading] = Use(path.relative_to(REPO).as_posix(), index, excerpt, linked)
+                    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+                    found[term.heading] = Use(shown.as_posix(), index, excerpt, linked)
     return found
 
 
