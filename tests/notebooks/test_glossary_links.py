@@ -7,7 +7,7 @@ The rule, simple enough to apply by hand:
 * the course's text is the markdown of the solutions in course order (``solutions/00-setup-check.ipynb``, then
   ``01-foundations/*``, ``02-local/*``, ``03-cloud/*`` by file name), as the labs show it: solution blocks,
   headings, fenced code blocks and the text of links to anywhere but the glossary do not count, and a code span
-  counts only when it holds exactly one term word (```fsGroup``` does, ```model.gguf``` does not);
+  counts only when it holds exactly one term word (a span of ``fsGroup`` does, one of ``model.gguf`` does not);
 * a use is a case-insensitive whole-word match: no letter, digit, ``_`` or ``-`` right before or after it;
 * the first use of every term must sit inside a link to its anchor (GitHub's rule: lower case, spaces become
   ``-``, other punctuation is dropped), e.g. ``[KV cache](../../docs/glossary.md#kv-cache)``.
