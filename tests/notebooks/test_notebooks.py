@@ -116,6 +116,8 @@ CI_PARAMETERS_SUFFICE: dict[str, str] = {
     "03-cloud/01-vllm-openai-server": "the concurrency levels (1, 4) vs (1, 4, 8) and request counts",
     "03-cloud/03-onnx-runtime-service": "requests and the load test's time limit",
     "03-cloud/04-monitoring": "requests in the load test",
+    "04-capstone/01-ship-an-slm-service": "7 quantization types instead of 4 through the same calls, 5 concurrency "
+                                          "levels instead of 3, more requests and tokens per level",
 }
 BINDER_MEMORY_BYTES = 2 * 1024**3  # mybinder.org's limit: every solution must fit it or stop cleanly
 

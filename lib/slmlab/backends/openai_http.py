@@ -222,7 +222,12 @@ class OpenAIBackend(BackendBase):
 
     def _request(self, payload: str | list[dict[str, str]], kwargs: dict[str, Any], stream: bool,
                  client: Any = None) -> Any:
+        from slmlab.monitoring.structured_log import upstream_headers
+
         client = client or self._open()
+        headers = upstream_headers()  # X-Request-ID of the request being served: the upstream logs the same id
+        if headers:
+            kwargs = {**kwargs, "extra_headers": headers}
         if stream:
             kwargs = {**kwargs, "stream": True, "stream_options": {"include_usage": True}}
         if isinstance(payload, str):

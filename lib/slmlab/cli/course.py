@@ -46,23 +46,35 @@ def cmd_copy_labs(args: argparse.Namespace) -> int:
 
 
 def cmd_course_map(args: argparse.Namespace) -> int:
-    """Write docs/course-map.md from the syllabus and the notebooks; with --check, exit 1 when it is stale."""
+    """Write docs/course-map.md (and README's promises table) from the syllabus, promises.toml and the notebooks;
+    with --check, write nothing and exit 1 when either is stale."""
     from slmlab.course.course_map import load_syllabus, map_problems, render_map
+    from slmlab.course.promises import load_promises, promise_problems, render_promises, with_promises_block
 
-    entries = load_syllabus()
+    entries, promises = load_syllabus(), load_promises()
     problems = map_problems(Path(args.solutions), entries)
+    problems += promise_problems(promises, {entry.number for entry in entries})
     for problem in problems:
         print(problem)
     if problems:
         return 1
-    text, out = render_map(Path(args.solutions), entries), Path(args.out)
-    current = out.read_text(encoding="utf-8") if out.exists() else None
+    table = render_promises(promises)
+    readme = Path(args.readme)
+    wanted = {Path(args.out): render_map(Path(args.solutions), entries, table)}
+    if readme.exists():
+        wanted[readme] = with_promises_block(readme.read_text(encoding="utf-8"), table)
+    stale = [path for path, text in wanted.items()
+             if not path.exists() or path.read_text(encoding="utf-8") != text]
     if args.check:
-        print(f"{out}: " + ("in sync" if current == text else "out of date (run: slmlab course-map)"))
-        return 0 if current == text else 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    print(f"wrote {out}")
+        for path in wanted:
+            print(f"{path}: " + ("out of date (run: slmlab course-map)" if path in stale else "in sync"))
+        return 1 if stale else 0
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(wanted[path], encoding="utf-8")
+        print(f"wrote {path}")
+    if not stale:
+        print("course map and README's promises table: in sync")
     return 0
 
 
@@ -170,6 +182,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                           "prerequisites and topics of every notebook")
     course_map.add_argument("--solutions", default="solutions", help="the solution notebooks (default: solutions)")
     course_map.add_argument("--out", default="docs/course-map.md", help="the map (default: docs/course-map.md)")
+    course_map.add_argument("--readme", default="README.md",
+                            help="the README whose promises block is kept in sync (default: README.md)")
     course_map.add_argument("--check", action="store_true", help="write nothing; exit 1 when the map is out of date")
     course_map.set_defaults(func=cmd_course_map)
 

@@ -126,8 +126,8 @@ def map_problems(solutions: Path, entries: list[Entry]) -> list[str]:
     return problems
 
 
-def render_map(solutions: Path, entries: list[Entry]) -> str:
-    """docs/course-map.md: an overview table, then one section per notebook."""
+def render_map(solutions: Path, entries: list[Entry], promises_table: str = "") -> str:
+    """docs/course-map.md: an overview table, the chapter's promises (when given), then one section per notebook."""
     rows, sections, total = [], [], 0
     for entry in entries:
         facts = notebook_facts(solutions / f"{entry.path}.ipynb")
@@ -143,7 +143,8 @@ def render_map(solutions: Path, entries: list[Entry]) -> str:
             f"Estimated learner times follow one rule, not a measurement: {ESTIMATE_RULE}. The machine's own run "
             f"time is extra and small. In all: about {total / 60:.0f} hours.\n\n"
             "| # | notebook | minutes (estimate) | before it |\n| --- | --- | --- | --- |\n")
-    return head + "\n".join(rows) + "\n\n" + "\n".join(sections)
+    promises = (f"## The chapter's promises, and where they run\n\n{promises_table}\n" if promises_table else "")
+    return head + "\n".join(rows) + "\n\n" + promises + "\n".join(sections)
 
 
 def _anchor(entry: Entry, facts: Facts) -> str:

@@ -6,9 +6,13 @@
 - ``alerts``: alert rules as YAML, ``promtool check rules`` / ``test rules``, watching an alert fire;
 - ``promtool``: the one wrapper around promtool (check config, check rules, test rules) every check uses;
 - ``grafana``: dashboard JSON, and every panel's query run against Prometheus and plotted with matplotlib;
-- ``logs``: the servers' captured logs as one table (what Loki or Elasticsearch would index).
+- ``logs``: the servers' captured logs as one table (what Loki or Elasticsearch would index);
+- ``structured_log``: the servers' JSON log lines, one per request, with a request id passed on upstream;
+- ``aggregator``: rsyslog (Debian's) on 127.0.0.1 collecting those lines over TCP syslog into one JSON-lines file;
+- ``log_queries``: errors per minute, the slowest requests, one request followed by its id, alerts and logs lined up.
 """
 
+from slmlab.monitoring.aggregator import RsyslogServer, rsyslog_server
 from slmlab.monitoring.alerts import (
     AlertRule,
     alert_timeline,
@@ -33,6 +37,6 @@ __all__ = [
     "alert_timeline", "AlertRule", "check_rules", "collect_logs", "dashboard", "default_rules", "duration_seconds",
     "error_ratio_expr", "histogram_quantile", "in_background", "kill_server", "llm_dashboard", "llm_queries",
     "Panel", "plot_dashboard", "prometheus_server", "PrometheusServer", "PromQL", "query_panels", "rules_yaml",
-    "run_rule_tests", "save_dashboard", "scrape_target", "ScrapeTarget", "target_down_test", "ttft_p95_expr",
-    "watch_alerts",
+    "rsyslog_server", "RsyslogServer", "run_rule_tests", "save_dashboard", "scrape_target", "ScrapeTarget",
+    "target_down_test", "ttft_p95_expr", "watch_alerts",
 ]

@@ -4,7 +4,9 @@
     table[table.level == "ERROR"]                    # like LogQL {source="gateway"} |= "ERROR"
     table.groupby(["source", "status"]).size()       # like sum by (status) (count_over_time(...))
 
-Every line is parsed into the fields it has: Prometheus' logfmt (``ts=… level=… msg=…``), Python logging
+Every line is parsed into the fields it has: the course servers' JSON lines (``--log-format json``, see
+``structured_log``: time, level, logger, msg, method, path, status), Prometheus' logfmt
+(``ts=… level=… msg=…``), Python logging
 (``2026-01-01 10:00:00,123 INFO name: message`` or ``INFO:     name: message``) and uvicorn's access log
 (``127.0.0.1:5000 - "POST /v1/chat/completions HTTP/1.1" 200 OK``: method, path, status). Lines matching none
 keep their text as the message.
@@ -12,6 +14,7 @@ keep their text as the message.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -34,6 +37,17 @@ def parse_line(line: str) -> dict[str, Any]:
     row: dict[str, Any] = {"time": "", "level": "", "logger": "", "message": line, "method": "", "path": "",
                            "status": ""}
     text = line.strip()
+    if text.startswith("{"):  # a JSON log line (slmlab.monitoring.structured_log)
+        try:
+            fields = json.loads(text)
+        except ValueError:
+            fields = None
+        if isinstance(fields, dict):
+            row.update(time=str(fields.get("time", "")), level=str(fields.get("level", "")).upper(),
+                       logger=str(fields.get("logger", "")), message=str(fields.get("msg", "")),
+                       method=str(fields.get("method", "")), path=str(fields.get("path", "")),
+                       status=str(fields.get("status", "")))
+            return row
     if text.startswith("ts=") and " level=" in text:  # Prometheus (go-kit logfmt)
         try:
             fields = dict(part.split("=", 1) for part in shlex.split(text) if "=" in part)

@@ -9,6 +9,7 @@ when the client left mid-stream (``Run.cancel()``: the worker stops after the pi
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 from slmlab.backends.base import Backend, Generation, Messages
 from slmlab.errors import SlmLabError
+from slmlab.monitoring.structured_log import annotate
 
 log = logging.getLogger("slmlab.serve")
 
@@ -192,7 +194,8 @@ class ModelSlot:
                 pass
 
         try:
-            future = loop.run_in_executor(self._executor, _work, self.backend, payload, gen, cancel, put)
+            context = contextvars.copy_context()  # the request's id and log fields, in the worker thread too
+            future = loop.run_in_executor(self._executor, context.run, _work, self.backend, payload, gen, cancel, put)
         except BaseException:
             self.lock.release()
             raise
@@ -243,6 +246,7 @@ def _work(backend: Backend, payload: str | Messages, gen: dict[str, Any], cancel
     except BaseException as exc:  # noqa: BLE001
         log.error("generation failed after %d pieces: %s", count, _message(exc))
         put(("error", exc))
+        annotate(outcome="error", completion_tokens=count)
         return RunResult("error", 0, count)
     finally:
         close = getattr(pieces, "close", None)
@@ -253,6 +257,9 @@ def _work(backend: Backend, payload: str | Messages, gen: dict[str, Any], cancel
         result = RunResult(last.finish_reason, last.prompt_tokens, last.completion_tokens, last)
     else:  # cancelled (or a backend that keeps no `last`): pieces are a close count of tokens
         result = RunResult("cancelled" if not finished else "stop", 0, count)
+    # Into the request's log line (the worker runs in the request's context): before "end" wakes the handler.
+    annotate(prompt_tokens=result.prompt_tokens or None, completion_tokens=result.completion_tokens,
+             outcome=result.finish_reason)
     put(("end", result))
     return result
 

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import REPO, SOLUTIONS, TINY_SOLUTION
 from slmlab.course.course_map import Entry, load_syllabus, map_problems, notebook_facts, render_map
+from slmlab.course.promises import (PROMISES_END, PROMISES_START, Promise, load_promises, promise_problems,
+                                    render_promises, with_promises_block)
 from slmlab.errors import SlmLabError
 
 pytestmark = pytest.mark.fast
@@ -20,8 +22,36 @@ def test_every_notebook_is_in_the_syllabus_with_its_titles_number():
 
 
 def test_the_committed_map_is_what_the_notebooks_generate():
-    assert (REPO / "docs" / "course-map.md").read_text(encoding="utf-8") == render_map(SOLUTIONS, load_syllabus()), (
+    table = render_promises(load_promises())
+    wanted = render_map(SOLUTIONS, load_syllabus(), table)
+    assert (REPO / "docs" / "course-map.md").read_text(encoding="utf-8") == wanted, (
         "docs/course-map.md is stale: run `slmlab course-map` and commit it")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert readme == with_promises_block(readme, table), "README's promises table is stale: run `slmlab course-map`"
+
+
+def test_every_promise_names_known_notebooks_and_what_is_missing():
+    assert promise_problems(load_promises(), {entry.number for entry in load_syllabus()}) == []
+
+
+def test_promise_problems_are_named():
+    rows = [Promise("1", "Quantize", ("1.3", "9.9"), "runs"), Promise("4", "Fly", (), "partly"),
+            Promise("2", "Serve", ("2.1",), "maybe")]
+    problems = "\n".join(promise_problems(rows, {"1.3", "2.1"}))
+    assert "no notebook numbered 9.9" in problems
+    assert "section '4' is not one of" in problems
+    assert "status 'partly' needs `missing`" in problems and "status 'partly' needs the notebooks" in problems
+    assert "status 'maybe' is not one of" in problems
+
+
+def test_the_promises_block_is_replaced_between_its_markers():
+    readme = f"# Title\n\n{PROMISES_START}\nold table\n{PROMISES_END}\n\n## After\n"
+    table = render_promises([Promise("3", "Scale", ("3.6",), "partly", "nginx", "GPU HPA")])
+    new = with_promises_block(readme, table)
+    assert "old table" not in new and "| 3 · Cloud deployment | Scale | 3.6 | ◐ partly | nginx · missing: GPU HPA |" in new
+    assert new.endswith(f"{PROMISES_END}\n\n## After\n") and "Of 1 promises: 0 runs, 1 partly, 0 not yet." in new
+    with pytest.raises(SlmLabError, match="no promises block"):
+        with_promises_block("# no markers\n", table)
 
 
 def test_objectives_and_the_estimate_come_from_the_notebook():

@@ -40,6 +40,7 @@ from starlette.routing import BaseRoute, Mount
 
 from slmlab.backends.base import Backend
 from slmlab.errors import SlmLabError
+from slmlab.monitoring.structured_log import RequestLogMiddleware, configure_logging, uvicorn_log_options
 from slmlab.process import HOST
 from slmlab.serve.gateway import routes_chat, routes_ops, routes_page
 from slmlab.serve.gateway.metrics import MetricsMiddleware, ServiceMetrics
@@ -126,6 +127,7 @@ def _add_middleware(app: FastAPI, state: Gateway, routes: Sequence[BaseRoute]) -
                        on_reject=lambda reason: metrics.rejected.labels(reason).inc())
     add_cors(app, settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: routes)
+    app.add_middleware(RequestLogMiddleware, service="gateway")  # outermost: one log line per request, its id
 
 
 # ---------------------------------------------------------------------------------------------- command line
@@ -161,6 +163,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-unauthenticated", action="store_true",
                         help="allow a non-loopback --host without API keys (not recommended)")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="stderr log lines: text, or one JSON object per line")
+    parser.add_argument("--log-syslog", default=None,
+                        help="also ship JSON logs to this syslog aggregator, e.g. tcp://127.0.0.1:5514")
 
 
 def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> AppSettings:
@@ -206,15 +212,15 @@ def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         check_bind_host(args.host, bool(settings.api_keys), args.allow_unauthenticated)
         factory = backend_factory(args.engine, args.model, backend_options(args, settings))
+        configure_logging("gateway", args.log_level, args.log_format, args.log_syslog)
     except SlmLabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     log.info("serving %s (%s) on http://%s:%d; API keys: %s; rate limit: %s", args.model or "the default model",
              args.engine, args.host, args.port, f"{len(settings.api_keys)} configured" if settings.api_keys else "off",
              settings.rate_limit or "off")
     uvicorn.run(create_app(factory, settings), host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=5)
+                timeout_graceful_shutdown=5, **uvicorn_log_options(args.log_format, args.log_syslog))
     return 0
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from slmlab.backends.base import GenerationOptions
 from slmlab.errors import SlmLabError, UpstreamError
+from slmlab.monitoring.structured_log import annotate
 from slmlab.serve.gateway import protocol as api
 from slmlab.serve.gateway.answers import GenerationStream, error_text, sse_events, whole_answer
 from slmlab.serve.gateway.security import check_max_tokens
@@ -41,6 +42,7 @@ async def chat_completions(body: api.ChatRequest, request: Request) -> Any:
     arrived = time.perf_counter()
     state = gateway(request)
     model = state.served_name()
+    annotate(model=model)  # into this request's log line (never the prompt)
     gen = check_request(state, body, model)
     if isinstance(gen, JSONResponse):
         return gen
@@ -88,7 +90,7 @@ def refused(state: Gateway, exc: StartFailed) -> JSONResponse:
     """The answer to a generation the backend would not start: whose fault it was decides the status."""
     error = exc.error
     if isinstance(error, UpstreamError):  # the model's server failed, not the request: 502, may be retried
-        log.error("the upstream model server failed: %s", error_text(error))
+        log.error("the upstream model server failed: %s", error_text(error), extra={"fields": {"error": "upstream"}})
         return state.reject(502, api.error(f"The model's server failed: {error_text(error)}", "upstream_error",
                                            "server_error"), "upstream_error", {"Retry-After": "1"})
     if exc.model_alive and isinstance(error, SlmLabError):

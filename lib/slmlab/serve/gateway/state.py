@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from slmlab.monitoring.structured_log import annotate
 from slmlab.serve.gateway.metrics import ServiceMetrics
 from slmlab.serve.gateway.settings import AppSettings
 from slmlab.serve.slot import ModelSlot
@@ -41,6 +42,7 @@ class Gateway:
         """An error answer, counted under `reason` in slmlab_http_rejected_total."""
         if reason:
             self.metrics.rejected.labels(reason).inc()
+            annotate(outcome=reason)  # the request's log line says why it was refused
         return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from slmlab.monitoring.structured_log import RequestLogMiddleware
 from slmlab.serve.ollama import routes_generation, routes_models, routes_openai
 from slmlab.serve.ollama.protocol import ApiError, validation_message
 from slmlab.serve.ollama.registry import Registry
@@ -42,6 +43,7 @@ def create_app(registry: Registry | None = None, runner: Runner | None = None, p
     app.state.ollama = ServerState(registry, runner, preload)
     install_error_handlers(app)
     app.middleware("http")(_count_requests)
+    app.add_middleware(RequestLogMiddleware, service="ollama")  # outermost: one JSON-able line per request, its id
     attach_routers(app)
     return app
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -26,12 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="models kept in memory at once (default: $OLLAMA_MAX_LOADED_MODELS or 3)")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: physical cores)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="stderr log lines: text, or one JSON object per line")
+    parser.add_argument("--log-syslog", default=None,
+                        help="also ship JSON logs to this syslog aggregator, e.g. tcp://127.0.0.1:5514")
 
 
 def run(args: argparse.Namespace) -> int:
     """Start the server in this process until interrupted."""
     import uvicorn
 
+    from slmlab.monitoring.structured_log import configure_logging, uvicorn_log_options
     from slmlab.serve.ollama.app import create_app
     from slmlab.serve.ollama.registry import Registry
     from slmlab.serve.ollama.runner import Runner, parse_keep_alive
@@ -48,12 +52,14 @@ def run(args: argparse.Namespace) -> int:
 
         raise SlmLabError(f"--models: {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not bundled.",
                           f"Bundled models: {', '.join(BUNDLED)}.")
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("ollama", args.log_level, args.log_format, args.log_syslog,
+                      text_format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runner = Runner(registry, default_ctx=args.context, max_loaded=args.max_loaded, default_keep_alive=keep_alive,
                     n_threads=args.threads)
     app = create_app(registry, runner, preload=models)
     print(f"slmlab Ollama-compatible server on http://{host}:{port} (models in {registry.root})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level)
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level,
+                **uvicorn_log_options(args.log_format, args.log_syslog))
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from slmlab.backends.base import GenerationOptions
 from slmlab.errors import SlmLabError
+from slmlab.monitoring.structured_log import annotate
 from slmlab.serve.ollama.protocol import ApiError, error_message, ns
 from slmlab.serve.ollama.registry import ModelEntry
 from slmlab.serve.ollama.runner import Loaded
@@ -140,10 +141,13 @@ class Generation:
                 elif kind == "done":
                     value.stats = {"total_duration": ns(time.perf_counter() - self.t0), **value.stats}
                     self.state.metrics.observe_generation(self.entry.name, value.stats)
+                    annotate(model=self.entry.name, prompt_tokens=value.stats.get("prompt_eval_count"),
+                             completion_tokens=value.stats.get("eval_count"), outcome=value.reason)
                     yield kind, value
                     return
                 else:
                     self.state.metrics.errors.labels(self.endpoint).inc()
+                    annotate(model=self.entry.name, outcome="error")
                     log.error("generation failed: %s", value)
                     yield "error", error_message(value)
                     return

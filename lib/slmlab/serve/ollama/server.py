@@ -64,16 +64,22 @@ def host_url(value: str | None) -> str:
 
 def ollama_server(models: Sequence[str] = DEFAULT_MODELS, port: int | None = None,
                   models_dir: str | os.PathLike | None = None, n_ctx: int = 2048, keep_alive: str | None = None,
-                  max_loaded: int = 3, startup_timeout: float = 120, **kwargs: Any) -> ServerProcess:
+                  max_loaded: int = 3, startup_timeout: float = 120, log_format: str | None = None,
+                  log_syslog: str | None = None, **kwargs: Any) -> ServerProcess:
     """slmlab's Ollama-compatible server on 127.0.0.1 (not started: use it in a `with` block).
 
     `models` are bundled models installed at start (as if pulled); `models_dir` is its model store
     (default $OLLAMA_MODELS, else slmlab's cache folder); a free port is picked unless `port` is given.
+    `log_format` "json" writes one JSON object per log line; `log_syslog` (tcp://HOST:PORT) also ships them to
+    a log aggregator.
     """
     cmd = [sys.executable, "-m", "slmlab.serve.ollama", "--host", HOST, "--port", "{port}",
            "--models", ",".join(models), "--context", str(n_ctx), "--max-loaded", str(max_loaded)]
     if keep_alive is not None:
         cmd += ["--keep-alive", str(keep_alive)]
+    for flag, value in (("--log-format", log_format), ("--log-syslog", log_syslog)):
+        if value is not None:
+            cmd += [flag, value]
     env: dict[str, str | None] = {"OLLAMA_HOST": None}
     if models_dir is not None:
         env["OLLAMA_MODELS"] = os.fspath(models_dir)
