@@ -65,6 +65,21 @@ def hint_giveaway(hint: str, solution: str) -> str | None:
     return " ".join(hint_tokens[match.a: match.a + match.size])
 
 
+def solution_line_given(hint: str, solution: str, min_tokens: int = 4) -> str | None:
+    """A whole line of the solution's code (``min_tokens`` tokens or more) that a second, more specific hint holds.
+
+    A second hint may quote more than ``GIVEAWAY_TOKENS`` of the code (a method name with its arguments), never a
+    complete line of the answer.
+    """
+    hint_tokens = _TOKEN.findall(hint)
+    for line in _without_comments(solution).split("\n"):
+        tokens = _TOKEN.findall(line)
+        if len(tokens) >= min_tokens and any(hint_tokens[i:i + len(tokens)] == tokens
+                                             for i in range(len(hint_tokens) - len(tokens) + 1)):
+            return line.strip()
+    return None
+
+
 def _without_comments(code: str) -> str:
     """The solution's code without comment lines and without its definition lines (the contract)."""
     return "\n".join(line for line in code.split("\n")
