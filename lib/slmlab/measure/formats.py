@@ -9,7 +9,7 @@ Every variant runs in a fresh Python process (:func:`slmlab.process.run_worker`)
 
 Each gets the *same token ids*: the held-out text's first tokens, scored in one window (every token predicted from
 all the tokens before it), and one chat prompt, after which it decodes greedily, timed token by token after a
-warm-up. Its peak RSS (VmHWM) is its own process's::
+short warm-up run. Its peak RSS (VmHWM) is its own process's::
 
     ids, prompt = token_ids(hf_dir, text, 256), prompt_ids(hf_dir, "What is the capital of France?")
     runs = [measure(label, fmt, path, ids, prompt) for label, (fmt, path) in variants.items()]
@@ -33,6 +33,7 @@ from typing import Any
 from slmlab.errors import SlmLabError
 from slmlab.process import run_worker, worker_main
 
+WARMUP_PROMPT = 8  # the warm-up run (first calls allocate and compile) decodes after this many prompt tokens
 FORMATS = {"gguf": "llama.cpp (llama-cpp-python)", "onnx": "ONNX Runtime (+ GenAI for decoding)",
            "mlx": "Apple MLX (mlx_lm, CPU backend on Linux)"}
 
@@ -150,7 +151,8 @@ def compare(runs: Sequence[FormatRun], reference: str, parameters: int) -> Any:
     if reference not in by_label:
         raise SlmLabError(f"No measured variant is labelled {reference!r}.", f"Measured: {', '.join(by_label)}.")
     if not isinstance(parameters, int) or parameters <= 0:
-        raise SlmLabError(f"parameters={parameters!r} is not a parameter count.", "Pass the model's, e.g. from the GGUF.")
+        raise SlmLabError(f"parameters={parameters!r} is not a parameter count.",
+                          "Pass the model's, e.g. from its GGUF (inspect().parameter_count).")
     ref = by_label[reference]
     rows = [{"variant": r.label, "format": r.format, "size_mb": round(r.size_bytes / 1e6, 1),
              "bits_per_weight": round(r.size_bytes * 8 / parameters, 2), "decode_tok_s": round(r.decode_tok_s, 1),
@@ -233,8 +235,9 @@ def _gguf(path: str, ids: list[int], prompt: list[int], gen: int, threads: int |
     llm.close()
     llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, verbose=False)  # no logits kept: decode as served
 
-    def run(count: int) -> tuple[list[int], list[float]]:
+    def run(count: int, prompt: list[int] = prompt) -> tuple[list[int], list[float]]:
         out, times = [], []
+        llm.reset()  # no prefix reuse from the warm-up: every run evaluates its whole prompt
         for token in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
             out.append(int(token))
             times.append(perf_counter())
@@ -242,7 +245,7 @@ def _gguf(path: str, ids: list[int], prompt: list[int], gen: int, threads: int |
                 break
         return out, times
 
-    run(4)  # warm-up
+    run(2, prompt[:WARMUP_PROMPT])  # warm-up: a short prompt, two tokens
     out, times = run(gen)
     llm.close()
     return {"load_s": load_s, "nll": nll, "argmax": best, "generated": out, "times": times}
@@ -264,12 +267,13 @@ def _onnx(path: str, ids: list[int], prompt: list[int], gen: int, threads: int |
     model = og.Model(config)
     eos = set(og.Tokenizer(model).eos_token_ids)
 
-    def run(count: int) -> tuple[list[int], list[float]]:
+    def run(count: int, prompt: list[int] = prompt) -> tuple[list[int], list[float]]:
         params = og.GeneratorParams(model)
         params.set_search_options(max_length=len(prompt) + count, do_sample=False, repetition_penalty=1.0)
         generator = og.Generator(model, params)
         generator.append_tokens(prompt)
-        out, times = [], []
+        out: list[int] = []
+        times: list[float] = []
         while len(out) < count and not generator.is_done():
             generator.generate_next_token()
             out.append(int(generator.get_next_tokens()[0]))
@@ -278,7 +282,7 @@ def _onnx(path: str, ids: list[int], prompt: list[int], gen: int, threads: int |
                 break
         return out, times
 
-    run(4)
+    run(2, prompt[:WARMUP_PROMPT])
     out, times = run(gen)
     return {"load_s": load_s, "nll": nll, "argmax": best, "generated": out, "times": times}
 
@@ -289,20 +293,20 @@ def _mlx(path: str, ids: list[int], prompt: list[int], gen: int, threads: int | 
     from mlx_lm import load, stream_generate
 
     start = perf_counter()
-    model, tokenizer = load(path)
+    model, tokenizer = load(path)[:2]
     load_s = perf_counter() - start
     logits = model(mx.array([ids]))[0, :len(ids) - 1].astype(mx.float32)
     nll, best = nll_and_argmax(np.array(logits), ids)
     del logits
 
-    def run(count: int) -> tuple[list[int], list[float]]:
+    def run(count: int, prompt: list[int] = prompt) -> tuple[list[int], list[float]]:
         out, times = [], []
         for response in stream_generate(model, tokenizer, prompt, max_tokens=count):  # greedy: no sampler given
             out.append(int(response.token))
             times.append(perf_counter())
         return out, times
 
-    run(4)
+    run(2, prompt[:WARMUP_PROMPT])
     out, times = run(gen)
     return {"load_s": load_s, "nll": nll, "argmax": best, "generated": out, "times": times}
 
