@@ -102,4 +102,5 @@ def test_other_frameworks_formats_are_known_from_how_they_store_a_group():
     assert footprint.bits_per_weight("ONNX_INT4") == 5.0
     assert {"MLX_4BIT", "MLX_8BIT", "ONNX_INT4", "ONNX_INT8"} <= set(footprint.quant_types())
     bitnet = catalog.get("bitnet-b1.58-2b-4t")
-    assert footprint.estimate(bitnet, "TQ1_0", 4096).weights_gb < footprint.estimate(bitnet, "MLX_4BIT", 4096).weights_gb
+    ternary, mlx = (footprint.estimate(bitnet, quant, 4096) for quant in ("TQ1_0", "MLX_4BIT"))
+    assert ternary.weights_gb < mlx.weights_gb
