@@ -107,6 +107,8 @@ CI_PARAMETERS_SUFFICE: dict[str, str] = {
                                                "evaluation task, a 1024-token window, llama-imatrix on 4 chunks "
                                                "and llama-perplexity on 3 (CI: 2 and 1) (~5 min more)",
     "01-foundations/05-developer-apis": "how many tokens the agreement check compares",
+    "01-foundations/06-optimization-frameworks": "scored tokens (64 vs 256) and llama-perplexity chunks (2 vs 4): "
+                                                 "the same calls (~1 min more, most of it MLX's CPU backend)",
     "02-local/01-ollama": "rounds of the timing loop",
     "02-local/03-foundry-local": "repeats of the timing loop",
     "02-local/04-compare-and-benchmark": "prompts (CI: one; transformers runs in both)",

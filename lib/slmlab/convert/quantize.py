@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 QUANT_TYPES: tuple[str, ...] = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "Q2_K")
 # Every file type llama.cpp can quantize to that this module accepts.
 SUPPORTED: tuple[str, ...] = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_1",
-                              "Q4_0", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K")
+                              "Q4_0", "Q3_K_L", "Q3_K_M", "Q3_K_S", "Q2_K", "TQ2_0", "TQ1_0")
 UNQUANTIZED_TYPES = frozenset({"F32", "F16", "BF16"})
 _LOCK = threading.Lock()  # llama.cpp's log callback is process-wide: one quantization at a time
 

@@ -25,6 +25,12 @@ UNQUANTIZED = {"F32": 32.0, "F16": 16.0, "BF16": 16.0}
 # llama.cpp's ternary types for models trained ternary (BitNet b1.58); `llama-quantize --help` lists them as 1.69 and
 # 2.06 bpw: the block's own bits, from gguf's GGML_QUANT_SIZES. A real model keeps embeddings and output at more bits.
 TERNARY = ("TQ1_0", "TQ2_0")
+# Other frameworks' 4- and 8-bit formats, from how they store a group: bits + (scale bits + bias/zero bits) / group.
+# MLX (mlx_lm convert -q): groups of 64, a scale and a bias in the model's float type (16-bit for a bf16/f16 model;
+# a 32-bit source such as the course's HF folder makes 32-bit ones: 5.0 bits, which notebook 1.6 measures).
+# ONNX int4 (ORT GenAI model builder, MatMulNBits): blocks of 32, a 32-bit scale on CPU, symmetric (no zero point).
+OTHER_FORMATS: dict[str, float] = {"MLX_4BIT": 4 + (16 + 16) / 64, "MLX_8BIT": 8 + (16 + 16) / 64,
+                                   "ONNX_INT4": 4 + 32 / 32, "ONNX_INT8": 8 + 32 / 32}
 RUNTIME_BASE_GB = 0.064  # Python + llama.cpp libraries, measured on this project's CI machine
 COMPUTE_FRACTION = 0.08  # compute buffers, as a fraction of the weights
 GPU_CONTEXT_GB = 0.5  # CUDA context and cuBLAS workspace on an NVIDIA GPU
@@ -33,11 +39,11 @@ FITS, TIGHT, NO_FIT = "fits", "tight", "does not fit"
 
 def quant_types() -> list[str]:
     """Quantization types the calculator knows, from most to fewest bits."""
-    return sorted({*UNQUANTIZED, *LLAMACPP_QUANT_TABLE, *TERNARY}, key=bits_per_weight, reverse=True)
+    return sorted({*UNQUANTIZED, *LLAMACPP_QUANT_TABLE, *TERNARY, *OTHER_FORMATS}, key=bits_per_weight, reverse=True)
 
 
 def bits_per_weight(qtype: str) -> float:
-    """Average bits per weight of a GGUF quantization, mixes included (e.g. Q4_K_M ≈ 4.9)."""
+    """Average bits per weight of a GGUF quantization, mixes included (e.g. Q4_K_M ≈ 4.9), or of OTHER_FORMATS."""
     key = qtype.upper()
     if key in UNQUANTIZED:
         return UNQUANTIZED[key]
@@ -46,6 +52,8 @@ def bits_per_weight(qtype: str) -> float:
         return gib * 2**30 * 8 / LLAMA3_8B_PARAMS
     if key in TERNARY:
         return block_bits_per_weight(key)
+    if key in OTHER_FORMATS:
+        return OTHER_FORMATS[key]
     raise SlmLabError(f"Unknown quantization type '{qtype}'.", f"Use one of: {', '.join(quant_types())}.")
 
 

@@ -22,6 +22,7 @@ CORE_PACKAGES = [("llama-cpp-python", ""), ("gguf", ""), ("huggingface-hub", "")
                  ("ipywidgets", ""), ("psutil", ""), ("pandas", ""), ("matplotlib", "")]
 OPTIONAL_PACKAGES = [("jupyterlab", "lab"), ("torch", "hf"), ("transformers", "hf"), ("onnxruntime", "onnx"),
                      ("onnxruntime-genai", "onnx"), ("ollama", "ollama"), ("sentence-transformers", "embeddings"),
+                     ("mlx-lm", "mlx"),
                      ("nbval", "test")]
 
 

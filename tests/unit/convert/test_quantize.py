@@ -175,3 +175,12 @@ def test_fewer_bits_cost_quality(made):
            for name, model in [("source", "smollm2-135m-instruct"), ("Q8_0", results["Q8_0"]), ("Q2_K", q2)]}
     assert ppl["Q8_0"] == pytest.approx(ppl["source"], rel=0.02)  # Q8_0 of the F16 copy of Q4_1 ~ the Q4_1 itself
     assert ppl["Q2_K"] > 1.1 * ppl["Q8_0"]
+
+
+@pytest.mark.fast
+def test_the_ternary_types_are_accepted_and_llama_cpp_knows_them():
+    """TQ1_0/TQ2_0 (notebook 1.6): llama-quantize makes them from any F16 model; the binding has their file types."""
+    import llama_cpp
+
+    assert q.check_type("tq1_0") == "TQ1_0" and q.check_type("TQ2_0") == "TQ2_0"
+    assert q._ftype("TQ1_0") == llama_cpp.LLAMA_FTYPE_MOSTLY_TQ1_0 != q._ftype("TQ2_0")

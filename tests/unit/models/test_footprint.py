@@ -92,3 +92,15 @@ def test_the_ternary_types_are_known_with_llama_cpps_bits():
     """TQ1_0/TQ2_0 (BitNet b1.58-style): 1.69 and 2.06 bits per weight, as `llama-quantize --help` says."""
     assert round(footprint.bits_per_weight("TQ1_0"), 2) == 1.69 and round(footprint.bits_per_weight("tq2_0"), 2) == 2.06
     assert footprint.quant_types()[-2:] == ["TQ2_0", "TQ1_0"]  # the fewest bits come last
+
+
+def test_other_frameworks_formats_are_known_from_how_they_store_a_group():
+    """MLX: 4-bit values in groups of 64 with a 16-bit scale and bias; ONNX int4: blocks of 32, a 32-bit scale."""
+    from slmlab.convert.mlx_convert import group_bits
+
+    assert footprint.bits_per_weight("mlx_4bit") == group_bits(4, 64) == 4.5
+    assert footprint.bits_per_weight("ONNX_INT4") == 5.0
+    assert {"MLX_4BIT", "MLX_8BIT", "ONNX_INT4", "ONNX_INT8"} <= set(footprint.quant_types())
+    bitnet = catalog.get("bitnet-b1.58-2b-4t")
+    ternary, mlx = (footprint.estimate(bitnet, quant, 4096) for quant in ("TQ1_0", "MLX_4BIT"))
+    assert ternary.weights_gb < mlx.weights_gb
