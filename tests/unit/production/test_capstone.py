@@ -1,4 +1,4 @@
-"""The capstone's grade by outcome: alert rules judged by promtool on synthetic histories, the bundle's limit, tables."""
+"""The capstone's grade by outcome: alert rules judged by promtool on synthetic histories, the bundle's limit."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ class RecordedPrometheus:
 
     def query(self, expr: str) -> pd.DataFrame:
         assert expr == f"{METRIC}_bucket"
+        bounds = ("0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "+Inf")
         rows = [{"__name__": f"{METRIC}_bucket", "instance": "127.0.0.1:8000", "job": job, "le": le, "value": 1.0}
-                for job in ("gateway", "gateway-b") for le in ("0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "+Inf")]
+                for job in ("gateway", "gateway-b") for le in bounds]
         return pd.DataFrame(rows)
 
 
