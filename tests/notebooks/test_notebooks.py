@@ -74,9 +74,6 @@ PARAMETER_DEPENDENT_OUTPUTS: dict[str, dict[str, str]] = {
         "ollama-08": "max_tokens=16 is the answer's num_predict: the saved 48-token answer stops a sentence early",
         "ollama-17": "max_tokens=16 is num_predict of the same options: a shorter answer",
     },
-    "02-local/02-ollama-modelfiles": {
-        "modelfiles-08": "max_tokens=16 is num_predict of `greedy`: '16 tokens' and shorter answers",
-    },
     "02-local/03-foundry-local": {
         "ebb9660d": "max_tokens=16 is the answer budget: '40 in, 16 out' where the saved run printed 48",
     },
