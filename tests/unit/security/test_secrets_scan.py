@@ -14,6 +14,10 @@ from slmlab.security.secrets_scan import entropy, looks_random, redact, report, 
 REPO_FOLDERS = tuple(Path(__file__).resolve().parents[3] / f for f in ("solutions", "labs"))
 
 
+# A fixed key for the tests that must find one: 0.2 % of random 32-byte keys fall under the entropy threshold.
+FIXED_KEY = "Zq3vN8xT1bLm6WcR0yHs4KdP9gFj2UeA7oXi5VtQ-Jw"
+
+
 def _key() -> str:
     return secrets.token_urlsafe(32)
 
@@ -31,6 +35,7 @@ def test_known_patterns_are_found_with_their_rule():
 @pytest.mark.fast
 def test_entropy_separates_random_keys_from_names_and_digests():
     assert entropy("") == 0 and entropy("aaaa") == 0 and entropy("abcd") == pytest.approx(2.0)
+    assert looks_random(FIXED_KEY)
     found = sum(looks_random(_key()) for _ in range(200))
     assert found >= 190  # token_urlsafe(32) ≈ 5 bits per character
     for text in ("HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-360M-Instruct-Q4_K_M",
@@ -42,7 +47,7 @@ def test_entropy_separates_random_keys_from_names_and_digests():
 
 @pytest.mark.fast
 def test_notebook_outputs_are_scanned_and_findings_are_redacted(tmp_path):
-    key = _key()
+    key = FIXED_KEY
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# Title"),
                 nbformat.v4.new_code_cell("import os\nkey = os.environ['KEY']\nprint(key)")]
@@ -79,7 +84,7 @@ def test_the_command_exits_1_on_a_finding_and_never_prints_the_secret(tmp_path):
     import subprocess
     import sys
 
-    key = _key()
+    key = FIXED_KEY
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(f'api_key = "{key}"')]
     nbformat.write(nb, tmp_path / "leaky.ipynb")
