@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
@@ -31,21 +30,6 @@ collect_ignore_glob = ["fixtures/*"]
 # The solutions' papermill runs (CI parameters), for the budget table at the end of the session.
 NOTEBOOK_RUNS = pytest.StashKey[list]()
 
-
-class LabSummary(NamedTuple):
-    """One untouched lab's run up to its last check, for the table at the end of the session."""
-
-    lab: str
-    seconds: float
-    cells_run: int
-    code_cells: int
-    slowest_cell: int  # 1-based, markdown cells counted
-    slowest_seconds: float
-
-
-LAB_RUNS = pytest.StashKey[list[LabSummary]]()
-
-
 NOTEBOOK_TESTS = Path(__file__).resolve().parent / "notebooks"
 
 
@@ -58,26 +42,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[NOTEBOOK_RUNS] = []
-    config.stash[LAB_RUNS] = []
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    """After the tests: each solution's seconds and peak RSS against the course budgets, and each lab's run."""
+    """After the tests: each solution's seconds and peak RSS against the course budgets, and its checks run undone."""
     runs = config.stash.get(NOTEBOOK_RUNS, [])
     if runs:
         from slmlab.course.budget import budget_report
 
         terminalreporter.write_sep("=", "course budgets (solutions, CI parameters)")
         terminalreporter.write_line(budget_report(sorted(runs, key=lambda r: str(r.notebook))))
-    labs_run = sorted(config.stash.get(LAB_RUNS, []))
-    if labs_run:
-        terminalreporter.write_sep("=", "labs, untouched, run up to their last check (CI parameters)")
-        width = max(len(run.lab) for run in labs_run)
-        for run in labs_run:
-            terminalreporter.write_line(f"{run.lab:<{width}}  {run.seconds:7.1f} s  {run.cells_run:>3} of "
-                                        f"{run.code_cells:>2} code cells run, slowest: cell {run.slowest_cell} "
-                                        f"({run.slowest_seconds:.1f} s)")
-        terminalreporter.write_line(f"{'labs':<{width}}  {sum(run.seconds for run in labs_run):7.1f} s")
+        undone = {str(r.notebook): r.undone_checks for r in runs if r.undone_checks}
+        failed = sum(error is not None for checks in undone.values() for error in checks.values())
+        terminalreporter.write_line(f"checks also run with their exercises undone: {failed} of "
+                                    f"{sum(map(len, undone.values()))} failed, as they must, in {len(undone)} "
+                                    "notebooks")
 
 
 def solutions() -> list[Path]:

@@ -1,7 +1,10 @@
 """Every solution runs once, headlessly, with CI parameters: it passes its checks and its checked outputs
-(`# NBVAL_CHECK_OUTPUT` cells) match the saved ones; every lab, untouched, fails all of its checks.
+(`# NBVAL_CHECK_OUTPUT` cells) match the saved ones; in the same run, each check also runs once with its
+exercises undone, as in the untouched lab (slmlab.course.undone), and fails. The labs are the solutions with the
+solution blocks stripped (test_build_labs keeps labs/ in sync).
 
-Together these prove no check is vacuous. Also: `slmlab run` itself (parameters, timeouts, summary), and the
+Together these prove no check is vacuous, and each notebook runs once. Also: `slmlab run` itself (parameters,
+timeouts, summary), and the
 comparison of checked outputs (slmlab.course.outputs) on a fixture notebook.
 """
 
@@ -13,9 +16,7 @@ import json
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,11 @@ from nbformat.v4 import new_code_cell, new_notebook
 from conftest import (
     CHECKED_OUTPUTS,
     CI_PARAMETERS,
-    LAB_RUNS,
     LABS,
     NOTEBOOK_RUNS,
     SANITIZE_FILE,
     SOLUTIONS,
     TINY_SOLUTION,
-    LabSummary,
     labs,
     solutions,
 )
@@ -51,7 +50,6 @@ from slmlab.course.execute import (
     stop_processes,
     summary_table,
 )
-from slmlab.course.grade import prepare_submission
 from slmlab.course.outputs import (
     INJECTED_TAG,
     checked_cell_ids,
@@ -181,14 +179,15 @@ def test_solution_runs_with_papermill_and_passes_every_check(solution: Path, tmp
     its first cells (MachineTooSmall, nothing heavy started); it then runs again without the limit."""
     limit = BINDER_MEMORY_BYTES if can_limit_memory() else None
     [result] = run_notebooks([solution], ci_parameters(solution), output_dir=tmp_path, cell_timeout=300,
-                             progress_bar=False, memory_limit_bytes=limit)
+                             progress_bar=False, memory_limit_bytes=limit, undo_exercises=True)
     if result.status == "skipped":
         assert "MachineTooSmall" in result.error and result.cgroup_peak_bytes < 1e9, result
         print(f"{solution.name}: stops cleanly at 2 GB ({result.seconds:.1f} s): {result.error}")
         [result] = run_notebooks([solution], ci_parameters(solution), output_dir=tmp_path / "unlimited",
-                                 cell_timeout=300, progress_bar=False)
+                                 cell_timeout=300, progress_bar=False, undo_exercises=True)
     request.config.stash[NOTEBOOK_RUNS].append(result)
     check_solution_run(solution, result, list(PARAMETER_DEPENDENT_OUTPUTS.get(notebook_key(solution), {})))
+    check_undone(solution, result)
 
 
 @pytest.mark.slow
@@ -215,58 +214,33 @@ def test_every_solution_says_whether_its_defaults_need_a_run_of_their_own():
         assert "fast" in declared_parameters(SOLUTIONS / f"{key}.ipynb"), key
 
 
-@dataclass
-class LabRun:
-    """An untouched lab's run: the checks that passed anyway, the run status, each code cell's seconds."""
-
-    passed: list[str]
-    status: str
-    seconds: dict[int, float]  # cell index -> seconds, for the cells that ran
-
-
-def passing_checks(lab: nbformat.NotebookNode, parameters: dict) -> LabRun:
-    """Run a lab as a learner would hand it in untouched, up to its last check cell (what comes after cannot
-    change a check's outcome)."""
-    nb = prepare_submission(lab, lab, parameters)
-    names = check_cells(nb)
-    assert names, "the lab has no check cell"
-    seconds: dict[int, float] = {}
-    clock = [time.perf_counter()]
-
-    def timed(index: int, error: str | None) -> None:
-        seconds[index], clock[0] = time.perf_counter() - clock[0], time.perf_counter()
-
-    with tempfile.TemporaryDirectory() as tmp:
-        outcome = execute_tolerantly(nb, cwd=tmp, cell_timeout=300, timeout=600, on_cell=timed,
-                                     stop_after=max(names.values()))
-    assert all(index in outcome.executed for index in names.values()), f"a check did not run: {outcome.reason}"
-    return LabRun([name for name, index in names.items() if index not in outcome.errors], outcome.status, seconds)
+def check_undone(solution: Path, result: RunResult) -> None:
+    """Every check of the run also ran once with its exercises undone (as in the untouched lab), and failed."""
+    names = list(check_cells(nbformat.read(solution, as_version=4)))
+    assert list(result.undone_checks) == names, f"{solution.name}: checks run undone {list(result.undone_checks)}"
+    vacuous = [name for name, error in result.undone_checks.items() if error is None]
+    assert not vacuous, f"{solution.name}: with their exercises undone these checks pass, so check nothing: {vacuous}"
+    worse = {name: error for name, error in result.undone_checks.items() if error and error.startswith(
+        ("CellTimeoutError", "DeadKernelError"))}
+    assert not worse, worse
 
 
 @pytest.mark.slow
 @pytest.mark.notebooks
-@pytest.mark.parametrize("lab", labs(), ids=lambda p: p.stem)
-def test_untouched_lab_fails_every_check(lab: Path, request):
-    nb = nbformat.read(lab, as_version=4)
-    started = time.perf_counter()
-    run = passing_checks(nb, ci_parameters(lab))
-    code_cells = sum(c.cell_type == "code" for c in nb.cells)
-    slowest = max(run.seconds, key=run.seconds.__getitem__)
-    request.config.stash[LAB_RUNS].append(LabSummary(notebook_key(lab), time.perf_counter() - started,
-                                                     len(run.seconds), code_cells, slowest + 1, run.seconds[slowest]))
-    assert not run.passed, f"{lab.name}: these checks pass without any work, so they check nothing: {run.passed}"
-    assert run.status == "error"  # the exercises raise NotImplementedError, nothing worse
-
-
-@pytest.mark.slow
-@pytest.mark.notebooks
-def test_a_vacuous_check_is_caught_and_cells_after_the_last_check_do_not_run():
-    lab = build_lab(nbformat.read(TINY_SOLUTION, as_version=4))
-    lab.cells.append(new_code_cell("# CHECK: vacuous\nprint('fine')", metadata={"tags": ["check"]}))
-    lab.cells.append(new_code_cell("raise SystemExit('cells after the last check must not run')"))
-    run = passing_checks(lab, {})
-    assert run.passed == ["vacuous"] and run.status == "error"
-    assert len(run.seconds) == sum(c.cell_type == "code" for c in lab.cells) - 1
+def test_a_vacuous_check_is_caught_and_undoing_leaves_the_solution_run_as_it_was(tmp_path: Path):
+    nb = nbformat.read(TINY_SOLUTION, as_version=4)
+    nb.cells.append(new_code_cell("# CHECK: vacuous\nprint('fine')", metadata={"tags": ["check"]}))
+    path = tmp_path / "tiny-vacuous.ipynb"
+    nbformat.write(nb, path)
+    [result] = run_notebooks([path], {}, output_dir=tmp_path / "runs", cell_timeout=60, progress_bar=False,
+                             undo_exercises=True)
+    assert result.ok, result.error
+    assert result.undone_checks.pop("vacuous") is None
+    assert result.undone_checks and all(error for error in result.undone_checks.values()), result.undone_checks
+    executed = nbformat.read(result.output, as_version=4)
+    assert [c.source for c in executed.cells if "injected-parameters" not in c.metadata.get("tags", [])] == [
+        c.source for c in nb.cells]  # the undone runs left no cell of theirs in the notebook
+    assert not any(o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", []))
 
 
 def running(pid: int) -> bool:

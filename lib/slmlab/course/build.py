@@ -110,6 +110,12 @@ def _strip_block(source: str, *, markdown: bool, where: str) -> str:
     return "\n".join(out)
 
 
+def strip_solutions(source: str, where: str = "cell") -> str:
+    """A code cell's source as its lab has it: solution blocks replaced, ``# NBVAL_...`` lines dropped."""
+    source = _strip_block(source, markdown=False, where=where)
+    return "\n".join(line for line in source.split("\n") if not NBVAL_MARKER.match(line))
+
+
 def build_lab(solution: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
     """Return the lab notebook generated from a solution notebook (the input is not modified)."""
     lab = copy.deepcopy(solution)
@@ -117,10 +123,10 @@ def build_lab(solution: nbformat.NotebookNode, name: str = "notebook") -> nbform
         lab.metadata.pop(key, None)
     for number, cell in enumerate(lab.cells, start=1):
         where = f"{name}, cell {number}"
-        if cell.cell_type in ("code", "markdown"):
-            cell.source = _strip_block(cell.source, markdown=cell.cell_type == "markdown", where=where)
         if cell.cell_type == "code":
-            cell.source = "\n".join(line for line in cell.source.split("\n") if not NBVAL_MARKER.match(line))
+            cell.source = strip_solutions(cell.source, where)
+        elif cell.cell_type == "markdown":
+            cell.source = _strip_block(cell.source, markdown=True, where=where)
         cell.metadata = nbformat.from_dict(
             {k: v for k, v in cell.metadata.items() if k in KEPT_CELL_METADATA}
         )

@@ -3,6 +3,8 @@
 * :func:`run_notebooks` (``slmlab run``, CI): papermill with parameters, a timeout per cell, executed
   copies in an output folder, and a summary with wall time and the peak RSS of the kernel's process
   tree (polled with psutil from a thread). A run stops at the first error, as papermill does.
+  With ``undo_exercises``, each check also runs once with its exercises undone, just before it runs as written
+  (:mod:`slmlab.course.undone`): CI proves from the solution's one run that no check passes on an untouched lab.
 * :func:`execute_tolerantly` (grading, "every lab fails its checks"): nbclient cell by cell with errors
   allowed, so every check cell runs and is recorded even after a failed exercise; a cell that times
   out is interrupted and the run goes on; an overall timeout bounds the notebook; ``stop_after`` ends the run
@@ -156,6 +158,7 @@ class RunResult:
     error: str = ""
     memory_limit_bytes: int | None = None  # the cgroup limit it ran under, if any
     cgroup_peak_bytes: int | None = None  # the kernel's own count of the group's peak (page cache included)
+    undone_checks: dict[str, str | None] = field(default_factory=dict)  # check -> its error, exercises undone
 
     @property
     def ok(self) -> bool:
@@ -194,37 +197,48 @@ def run_notebook(
     cell_timeout: float = 600,
     progress_bar: bool = True,
     memory_limit_bytes: int | None = None,
+    undo_exercises: bool = False,
 ) -> RunResult:
     """Execute one notebook with papermill (in its own folder) and write the executed copy.
 
     With `memory_limit_bytes`, the kernel and all it starts run in a memory cgroup of that size (root needed).
+    With `undo_exercises`, each check runs first with its exercises undone; `RunResult.undone_checks` has the error
+    each raised then (None: it passed, so it checks nothing).
     """
     path, output = Path(path), Path(output)
     parameters = dict(parameters or {})
     check_parameters(path, parameters)
     output.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    undone: dict[str, str | None] | None = {} if undo_exercises else None
     if memory_limit_bytes is None:
         with PeakRSS() as rss:
-            status, error = _papermill(path, output, parameters, cell_timeout, progress_bar, "python3")
-        return RunResult(path, output, status, time.perf_counter() - started, rss.peak_bytes, error)
+            status, error = _papermill(path, output, parameters, cell_timeout, progress_bar, "python3", undone)
+        return RunResult(path, output, status, time.perf_counter() - started, rss.peak_bytes, error,
+                         undone_checks=undone or {})
     from slmlab.course.memory_limit import MemoryCgroup
 
     with MemoryCgroup(memory_limit_bytes) as group, group.kernelspec() as kernel_name, PeakRSS() as rss:
-        status, error = _papermill(path, output, parameters, cell_timeout, progress_bar, kernel_name)
+        status, error = _papermill(path, output, parameters, cell_timeout, progress_bar, kernel_name, undone)
         if status in ("crashed", "failed") and group.oom_kills:
             status, error = "crashed", (f"killed by the out-of-memory killer at the {memory_limit_bytes / 2**30:.1f} "
                                         f"GB limit ({error})")
         peak = group.peak_bytes
     return RunResult(path, output, status, time.perf_counter() - started, rss.peak_bytes, error,
-                     memory_limit_bytes, peak)
+                     memory_limit_bytes, peak, undone or {})
 
 
 def _papermill(path: Path, output: Path, parameters: dict, cell_timeout: float, progress_bar: bool,
-               kernel_name: str) -> tuple[str, str]:
-    """Run papermill headlessly; (status, one-line error) of the run."""
+               kernel_name: str, undone: dict[str, str | None] | None = None) -> tuple[str, str]:
+    """Run papermill headlessly; (status, one-line error) of the run. With `undone` (a dict to fill), each check
+    runs first with its exercises undone."""
     import papermill
 
+    engine: dict[str, Any] = {}
+    if undone is not None:
+        from slmlab.course.undone import register_engine
+
+        engine = {"engine_name": register_engine(), "undone_results": undone}
     with headless_env():
         try:
             papermill.execute_notebook(
@@ -235,6 +249,7 @@ def _papermill(path: Path, output: Path, parameters: dict, cell_timeout: float, 
                 progress_bar={"desc": str(path)} if progress_bar else False,
                 execution_timeout=cell_timeout,
                 kernel_name=kernel_name,
+                **engine,
             )
         except Exception as exc:  # noqa: BLE001 - a failed notebook is a result, not a crash of the runner
             return _describe_failure(exc, cell_timeout)
@@ -249,6 +264,7 @@ def run_notebooks(
     cell_timeout: float = 600,
     progress_bar: bool = True,
     memory_limit_bytes: int | None = None,
+    undo_exercises: bool = False,
 ) -> list[RunResult]:
     """Execute notebooks one after another; parameters are checked for all before any runs."""
     notebooks = [Path(p) for p in paths]
@@ -257,7 +273,7 @@ def run_notebooks(
     outputs = output_paths(notebooks, Path(output_dir))
     return [
         run_notebook(nb, out, parameters, cell_timeout=cell_timeout, progress_bar=progress_bar,
-                     memory_limit_bytes=memory_limit_bytes)
+                     memory_limit_bytes=memory_limit_bytes, undo_exercises=undo_exercises)
         for nb, out in zip(notebooks, outputs, strict=True)
     ]
 
