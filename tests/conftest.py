@@ -50,7 +50,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if runs:
         from slmlab.course.budget import budget_report
 
-        terminalreporter.write_sep("=", "course budgets (solutions, CI parameters)")
+        terminalreporter.write_sep("=", "course budgets (solutions: CI parameters, or defaults where they differ)")
         terminalreporter.write_line(budget_report(sorted(runs, key=lambda r: str(r.notebook))))
         undone = {str(r.notebook): r.undone_checks for r in runs if r.undone_checks}
         failed = sum(error is not None for checks in undone.values() for error in checks.values())

@@ -65,9 +65,6 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python
 # by notebook and cell id, with the parameter and why. They still run in CI, and their checks still count;
 # `pytest --nbval-lax` on the notebook (its defaults) still compares them.
 PARAMETER_DEPENDENT_OUTPUTS: dict[str, dict[str, str]] = {
-    "01-foundations/04-onnx-and-olive": {
-        "c12": "fast=True builds the fp32 and int4 variants only: no int8 line",
-    },
     "02-local/01-ollama": {
         "ollama-08": "max_tokens=16 is the answer's num_predict: the saved 48-token answer stops a sentence early",
         "ollama-17": "max_tokens=16 is num_predict of the same options: a shorter answer",
@@ -81,8 +78,8 @@ PARAMETER_DEPENDENT_OUTPUTS: dict[str, dict[str, str]] = {
 }
 
 
-# The notebooks whose defaults run other code than CI's parameters (fast=True, max_tokens=16): CI runs them a
-# second time with their defaults, as a learner gets them. What the defaults add:
+# The notebooks whose defaults run other code than CI's parameters (fast=True, max_tokens=16): their one CI run
+# uses their defaults, as a learner gets them (a superset of what fast=True runs). What the defaults add:
 DEFAULTS_DIFFER: dict[str, str] = {
     "01-foundations/01-slm-landscape": "loads the model at n_ctx 512 and 8192 (CI: 2048 only)",
     "01-foundations/02-model-acquisition": "assembles the second bundled model, gemma-3-270m (CI skips it)",
@@ -95,7 +92,7 @@ DEFAULTS_DIFFER: dict[str, str] = {
     "03-cloud/07-cicd-and-readiness": "the pipeline's image and smoke stages (build, scan, run the containers)",
 }
 # ... and those whose defaults differ only in counts (repeats, requests, examples, concurrency levels) and
-# max_tokens: the same code runs, so the CI run covers them.
+# max_tokens: the same code runs, so they run once with CI parameters.
 CI_PARAMETERS_SUFFICE: dict[str, str] = {
     "00-setup-check": "the Ollama probe's timeout",
     "01-foundations/03-quantization-llamacpp": "7 quantization types instead of 3 through the same calls, every "
@@ -136,6 +133,11 @@ def ci_parameters(path: Path) -> dict:
     return {k: v for k, v in CI_PARAMETERS.items() if k in declared}
 
 
+def run_parameters(solution: Path) -> dict:
+    """The parameters of a solution's one CI run: none (its defaults) where they run other code, else CI's."""
+    return {} if notebook_key(solution) in DEFAULTS_DIFFER else ci_parameters(solution)
+
+
 def cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="slmlab")
     register(parser.add_subparsers(dest="command", required=True))
@@ -174,33 +176,23 @@ def check_solution_run(solution: Path, result: RunResult, skip_outputs: list[str
 @pytest.mark.notebooks
 @pytest.mark.parametrize("solution", solutions(), ids=lambda p: p.stem)
 def test_solution_runs_with_papermill_and_passes_every_check(solution: Path, tmp_path: Path, request):
-    """The one run of a solution in CI, inside Binder's 2 GB (a memory cgroup, where this machine has one): its
-    checks pass and its checked outputs are the saved ones. A notebook that needs more must stop cleanly at
+    """The one run of a solution in CI (its defaults where they run other code than CI's parameters), inside
+    Binder's 2 GB (a memory cgroup, where this machine has one): its checks pass, each also fails with its
+    exercises undone, and its checked outputs are the saved ones. A notebook that needs more must stop cleanly at
     its first cells (MachineTooSmall, nothing heavy started); it then runs again without the limit."""
     limit = BINDER_MEMORY_BYTES if can_limit_memory() else None
-    [result] = run_notebooks([solution], ci_parameters(solution), output_dir=tmp_path, cell_timeout=300,
+    parameters = run_parameters(solution)
+    [result] = run_notebooks([solution], parameters, output_dir=tmp_path, cell_timeout=300,
                              progress_bar=False, memory_limit_bytes=limit, undo_exercises=True)
     if result.status == "skipped":
         assert "MachineTooSmall" in result.error and result.cgroup_peak_bytes < 1e9, result
         print(f"{solution.name}: stops cleanly at 2 GB ({result.seconds:.1f} s): {result.error}")
-        [result] = run_notebooks([solution], ci_parameters(solution), output_dir=tmp_path / "unlimited",
+        [result] = run_notebooks([solution], parameters, output_dir=tmp_path / "unlimited",
                                  cell_timeout=300, progress_bar=False, undo_exercises=True)
     request.config.stash[NOTEBOOK_RUNS].append(result)
-    check_solution_run(solution, result, list(PARAMETER_DEPENDENT_OUTPUTS.get(notebook_key(solution), {})))
+    skip = [] if not parameters else list(PARAMETER_DEPENDENT_OUTPUTS.get(notebook_key(solution), {}))
+    check_solution_run(solution, result, skip)
     check_undone(solution, result)
-
-
-@pytest.mark.slow
-@pytest.mark.notebooks
-@pytest.mark.parametrize("solution", [p for p in solutions() if notebook_key(p) in DEFAULTS_DIFFER],
-                         ids=lambda p: p.stem)
-def test_solution_runs_with_its_own_defaults(solution: Path, tmp_path: Path):
-    """What a learner gets: the notebooks whose defaults run other code than CI's parameters run once more with
-    their defaults (inside 2 GB where possible). Every checked output must then equal the saved one."""
-    limit = BINDER_MEMORY_BYTES if can_limit_memory() else None
-    [result] = run_notebooks([solution], {}, output_dir=tmp_path, cell_timeout=300, progress_bar=False,
-                             memory_limit_bytes=limit)
-    check_solution_run(solution, result, [])
 
 
 @pytest.mark.fast
