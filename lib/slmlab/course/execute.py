@@ -5,10 +5,9 @@
   tree (polled with psutil from a thread). A run stops at the first error, as papermill does.
   With ``undo_exercises``, each check also runs once with its exercises undone, just before it runs as written
   (:mod:`slmlab.course.undone`): CI proves from the solution's one run that no check passes on an untouched lab.
-* :func:`execute_tolerantly` (grading, "every lab fails its checks"): nbclient cell by cell with errors
-  allowed, so every check cell runs and is recorded even after a failed exercise; a cell that times
-  out is interrupted and the run goes on; an overall timeout bounds the notebook; ``stop_after`` ends the run
-  at a given cell (the "every lab fails" test stops at the last check: later cells cannot change a check).
+* :func:`execute_tolerantly` (grading): nbclient cell by cell with errors allowed, so every check cell runs
+  and is recorded even after a failed exercise; a cell that times out is interrupted and the run goes on; an
+  overall timeout bounds the notebook; ``stop_after`` ends the run at a given cell.
 
 Both start kernels with ``SLMLAB_HEADLESS=1``: pickers take their defaults, progress bars print text.
 """
