@@ -56,7 +56,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         failed = sum(error is not None for checks in undone.values() for error in checks.values())
         terminalreporter.write_line(f"checks also run with their exercises undone: {failed} of "
                                     f"{sum(map(len, undone.values()))} failed, as they must, in {len(undone)} "
-                                    "notebooks")
+                                    f"notebook{'' if len(undone) == 1 else 's'}")
 
 
 def solutions() -> list[Path]:
