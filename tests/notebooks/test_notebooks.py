@@ -219,7 +219,7 @@ def check_undone(solution: Path, result: RunResult) -> None:
 
 @pytest.mark.slow
 @pytest.mark.notebooks
-def test_a_vacuous_check_is_caught_and_undoing_leaves_the_solution_run_as_it_was(tmp_path: Path):
+def test_a_vacuous_check_is_caught_and_undoing_leaves_the_solution_run_as_it_was(tmp_path: Path, capsys):
     nb = nbformat.read(TINY_SOLUTION, as_version=4)
     nb.cells.append(new_code_cell("# CHECK: vacuous\nprint('fine')", metadata={"tags": ["check"]}))
     path = tmp_path / "tiny-vacuous.ipynb"
@@ -233,6 +233,10 @@ def test_a_vacuous_check_is_caught_and_undoing_leaves_the_solution_run_as_it_was
     assert [c.source for c in executed.cells if "injected-parameters" not in c.metadata.get("tags", [])] == [
         c.source for c in nb.cells]  # the undone runs left no cell of theirs in the notebook
     assert not any(o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", []))
+    capsys.readouterr()
+    assert cli("run", str(path), "--undo-exercises", "--output-dir", str(tmp_path / "cli")) == 1
+    out = capsys.readouterr().out
+    assert "check 'vacuous' with its exercises undone PASSES" in out and "fails, as it must" in out
 
 
 def running(pid: int) -> bool:

@@ -85,14 +85,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = run_notebooks(
         args.paths, parse_parameters(args.parameter), output_dir=args.output_dir, cell_timeout=args.cell_timeout,
         memory_limit_bytes=parse_size(args.memory_limit) if args.memory_limit else None,
+        undo_exercises=args.undo_exercises,
     )
     table = summary_table(results)
     print(table.drop(columns=["error"] if not any(r.error for r in results) else []).to_string(index=False))
+    vacuous = {str(r.notebook): [name for name, error in r.undone_checks.items() if error is None] for r in results}
+    if args.undo_exercises:
+        for result in results:
+            for name, error in result.undone_checks.items():
+                verdict = "fails, as it must" if error else "PASSES: it checks nothing its exercises do"
+                print(f"{result.notebook}: check {name!r} with its exercises undone {verdict}"
+                      + (f" ({error.splitlines()[0][:100]})" if error else ""))
     if len(results) > 1:
         from slmlab.course.budget import budget_report
 
         print("\nBudgets (CI parameters on 2 cores):\n" + budget_report(results))
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if all(r.ok for r in results) and not any(vacuous.values()) else 1
 
 
 def parse_size(text: str) -> int:
@@ -196,6 +204,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--memory-limit", default=None, metavar="SIZE",
                      help="run each kernel and all it starts in a memory cgroup of this size, e.g. 2G as on Binder "
                           "(Linux, root)")
+    run.add_argument("--undo-exercises", action="store_true",
+                     help="also run each check once with its exercises undone, as in the untouched lab: it must "
+                          "fail (exit 1 when one passes)")
     run.set_defaults(func=cmd_run)
 
     _add_grade_parser(subparsers)
