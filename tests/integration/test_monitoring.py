@@ -397,36 +397,3 @@ def test_killing_a_server_fires_target_down(stack):
 
 
 # ----------------------------------------------------------------------------- vLLM's own metric names (slow)
-
-
-@pytest.mark.slow
-def test_vllm_metrics_answer_the_signal_queries():
-    """vLLM's current metric names (vllm:time_to_first_token_seconds, vllm:kv_cache_usage_perc …) are what the
-    queries and dashboards use; the retired vllm:gpu_cache_usage_perc is gone."""
-    from slmlab.setup.vllm_env import vllm_available
-
-    if not vllm_available():
-        pytest.skip("vLLM's virtualenv is not set up (slmlab setup vllm)")
-    if not shutil.which("prometheus"):
-        pytest.skip("Debian's prometheus package is not installed")
-    from slmlab.measure.loadtest import load_test
-    from slmlab.monitoring import prometheus_server
-    from slmlab.serve.vllm_server import vllm_server
-
-    with vllm_server("smollm2-135m-instruct", kv_cache_gb=0.25) as vllm:
-        with prometheus_server({"vllm": vllm}) as prom:
-            prom.wait_for_targets(timeout=60)
-            time.sleep(1.5)
-            start = time.time()
-            result = load_test(vllm.url, concurrency=2, num_requests=2, max_tokens=8, show_progress=False)
-            time.sleep(2.5)
-            assert result.summary()["successful_requests"] == 2
-            names = set(prom.client.metric_names())
-            assert {"vllm:time_to_first_token_seconds_bucket", "vllm:kv_cache_usage_perc",
-                    "vllm:num_requests_waiting", "vllm:generation_tokens_total"} <= names
-            assert "vllm:gpu_cache_usage_perc" not in names
-            signals = queries.llm_queries("vllm", window=f"{int(time.time() - start) + 5}s")
-            values = {name: prom.client.query(expr) for name, expr in signals.items()}
-            assert 0 < values["p95_ttft_s"]["value"].iloc[0] < 120
-            assert values["tokens_per_s"]["value"].iloc[0] > 0
-            assert values["queue_depth"]["value"].iloc[0] == 0 and len(values["kv_cache_usage"]) == 1

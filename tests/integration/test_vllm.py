@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -184,6 +186,32 @@ def test_load_and_metrics(server):
                  if line.startswith("vllm:generation_tokens_total{")]
     assert generated and generated[0] >= 8 * 48  # the server counted every token the streams carried
     assert "vllm:gpu_cache_usage_perc" not in metrics  # the retired name
+
+
+@needs_vllm
+def test_vllm_metrics_answer_the_signal_queries(server):
+    """vLLM's current metric names (vllm:time_to_first_token_seconds, vllm:kv_cache_usage_perc …) are what the
+    course's queries and dashboards use, through Prometheus; the retired vllm:gpu_cache_usage_perc is gone."""
+    if not shutil.which("prometheus"):
+        pytest.skip("Debian's prometheus package is not installed")
+    from slmlab.monitoring import prometheus_server, queries
+
+    with prometheus_server({"vllm": server}) as prom:
+        prom.wait_for_targets(timeout=60)
+        time.sleep(1.5)
+        start = time.time()
+        result = load_test(server, api_key=KEY, concurrency=2, num_requests=2, max_tokens=8, show_progress=False)
+        time.sleep(2.5)
+        assert result.summary()["successful_requests"] == 2
+        names = set(prom.client.metric_names())
+        assert {"vllm:time_to_first_token_seconds_bucket", "vllm:kv_cache_usage_perc",
+                "vllm:num_requests_waiting", "vllm:generation_tokens_total"} <= names
+        assert "vllm:gpu_cache_usage_perc" not in names
+        signals = queries.llm_queries("vllm", window=f"{int(time.time() - start) + 5}s")
+        values = {name: prom.client.query(expr) for name, expr in signals.items()}
+        assert 0 < values["p95_ttft_s"]["value"].iloc[0] < 120
+        assert values["tokens_per_s"]["value"].iloc[0] > 0
+        assert values["queue_depth"]["value"].iloc[0] == 0 and len(values["kv_cache_usage"]) == 1
 
 
 @pytest.mark.fast
