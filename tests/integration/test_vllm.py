@@ -188,6 +188,7 @@ def test_load_and_metrics(server):
     assert "vllm:gpu_cache_usage_perc" not in metrics  # the retired name
 
 
+@pytest.mark.slow
 @needs_vllm
 def test_vllm_metrics_answer_the_signal_queries(server):
     """vLLM's current metric names (vllm:time_to_first_token_seconds, vllm:kv_cache_usage_perc …) are what the
