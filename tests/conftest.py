@@ -40,6 +40,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.notebooks)
 
 
+@pytest.fixture(scope="session")
+def used_home(tmp_path_factory: pytest.TempPathFactory):
+    """The used HOME (tests/used_home.py) of this session: the server notebooks run there, twice in all."""
+    from used_home import make_used_home
+
+    return make_used_home(tmp_path_factory.mktemp("used-machine"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[NOTEBOOK_RUNS] = []
 

@@ -1,6 +1,6 @@
-"""slmlab.production against real servers: the readiness checklist asking a running gateway, the service's pipeline
-run end to end on the bundled model (a regression stopped at the golden stage), speculative decoding measured with
-llama-server."""
+"""slmlab.production against real servers: the readiness checklist asking a running gateway, speculative decoding
+measured with llama-server. The service's pipeline, run end to end on the bundled model (v1 passes every stage, the
+v2 regression stops at the golden stage), is notebook 3.7's: its checked output states each stage's verdict."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from slmlab.backends import open_backend
 from slmlab.deploy import DeploymentSpec, render_to
 from slmlab.production import cicd, layer, readiness, speculative
 from slmlab.production.live import LiveService
@@ -46,24 +45,6 @@ def test_an_open_gateway_fails_auth_and_rate_limits(bundle: Path) -> None:
         report = readiness.evaluate(bundle, live=LiveService(server.url, log_path=server.log_path))
     assert sorted(report.failed) == ["auth", "rate-limits"]
     assert "none refused" in report["rate-limits"].service.text
-
-
-def test_the_pipeline_passes_v1_and_stops_v2_at_the_golden_stage(tmp_path: Path) -> None:
-    service = cicd.scaffold(tmp_path / "svc", SPEC.replace(rate_limit="60/minute"),
-                            suite_config={"eval_limit": 4, "max_examples": 20})
-    backend = open_backend("llamacpp", "smollm2-135m-instruct", n_ctx=1024)
-    try:
-        cicd.record_golden(service, backend)
-    finally:
-        backend.close()
-    stages = ("lint", "unit", "golden", "bundle")
-    good = cicd.run_pipeline(service, stages=stages)
-    assert good.ok, "\n".join(r.tail() for r in good.results)
-    assert "passed" in good["bundle"].output and "0 failed" in good["bundle"].output
-    service.ship("v2")
-    bad = cicd.run_pipeline(service, stages=stages)
-    assert bad.stopped_at == "golden" and bad["unit"].status == "passed" and bad["bundle"].status == "not run"
-    assert "test_app_result_matches_golden" in bad["golden"].output
 
 
 @pytest.mark.skipif(not llamacpp_available(), reason="llama.cpp's programs are not built (slmlab setup llamacpp)")

@@ -11,6 +11,7 @@ comparison of checked outputs (slmlab.course.outputs) on a fixture notebook.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import signal
@@ -58,6 +59,7 @@ from slmlab.course.outputs import (
     read_sanitizers,
 )
 from slmlab.errors import SlmLabError
+from used_home import SERVER_NOTEBOOKS
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -85,14 +87,12 @@ DEFAULTS_DIFFER: dict[str, str] = {
     "01-foundations/02-model-acquisition": "assembles the second bundled model, gemma-3-270m (CI skips it)",
     "01-foundations/04-onnx-and-olive": "the int8 ONNX variant too (CI: fp32 and int4)",
     "02-local/02-ollama-modelfiles": "the tutor and plain-chat Modelfiles, and the cells CI skips",
-    "03-cloud/02-containers-and-kubernetes": "every serving image (CI: llama.cpp and vLLM), the load test through the "
-                                             "containers with Prometheus, the memory trial 30 % below the footprint",
     "03-cloud/05-security-hardening": "every red-team case (CI: a subset)",
     "03-cloud/06-scaling-and-load-balancing": "the vertical-scaling comparison: one more server, two load tests",
     "03-cloud/07-cicd-and-readiness": "the pipeline's image and smoke stages (build, scan, run the containers)",
 }
 # ... and those whose defaults differ only in counts (repeats, requests, examples, concurrency levels) and
-# max_tokens: the same code runs, so they run once with CI parameters.
+# max_tokens, or whose extra code an integration test runs and asserts: they run once with CI parameters.
 CI_PARAMETERS_SUFFICE: dict[str, str] = {
     "00-setup-check": "the Ollama probe's timeout",
     "01-foundations/03-quantization-llamacpp": "7 quantization types instead of 3 through the same calls, every "
@@ -108,6 +108,9 @@ CI_PARAMETERS_SUFFICE: dict[str, str] = {
     "02-local/06-testing-slm-apps": "examples, golden tickets, timing calls and evaluated cases",
     "02-local/07-other-languages": "the question and max_tokens (the same programs run, each language once)",
     "03-cloud/01-vllm-openai-server": "the concurrency levels (1, 4) vs (1, 4, 8) and request counts",
+    "03-cloud/02-containers-and-kubernetes": "every serving image rendered and checked (CI: llama.cpp and vLLM); the "
+                                             "load test through the containers with Prometheus and the memory trial "
+                                             "30 % below the footprint are test_containers.py's, asserted there",
     "03-cloud/03-onnx-runtime-service": "requests and the load test's time limit",
     "03-cloud/04-monitoring": "requests in the load test",
     "04-capstone/01-ship-an-slm-service": "7 quantization types instead of 4 through the same calls, 5 concurrency "
@@ -178,17 +181,23 @@ def check_solution_run(solution: Path, result: RunResult, skip_outputs: list[str
 def test_solution_runs_with_papermill_and_passes_every_check(solution: Path, tmp_path: Path, request):
     """The one run of a solution in CI (its defaults where they run other code than CI's parameters), inside
     Binder's 2 GB (a memory cgroup, where this machine has one): its checks pass, each also fails with its
-    exercises undone, and its checked outputs are the saved ones. A notebook that needs more must stop cleanly at
+    exercises undone, and its checked outputs are the saved ones. The server notebooks run in a used HOME
+    (tests/used_home.py), where test_used_machine runs them again. A notebook that needs more must stop cleanly at
     its first cells (MachineTooSmall, nothing heavy started); it then runs again without the limit."""
     limit = BINDER_MEMORY_BYTES if can_limit_memory() else None
     parameters = run_parameters(solution)
-    [result] = run_notebooks([solution], parameters, output_dir=tmp_path, cell_timeout=300,
-                             progress_bar=False, memory_limit_bytes=limit, undo_exercises=True)
-    if result.status == "skipped":
-        assert "MachineTooSmall" in result.error and result.cgroup_peak_bytes < 1e9, result
-        print(f"{solution.name}: stops cleanly at 2 GB ({result.seconds:.1f} s): {result.error}")
-        [result] = run_notebooks([solution], parameters, output_dir=tmp_path / "unlimited",
-                                 cell_timeout=300, progress_bar=False, undo_exercises=True)
+    key = notebook_key(solution)
+    home = request.getfixturevalue("used_home") if key in SERVER_NOTEBOOKS else None
+    with home.active() if home else contextlib.nullcontext():  # test_used_machine runs it there again
+        [result] = run_notebooks([solution], parameters, output_dir=tmp_path, cell_timeout=300,
+                                 progress_bar=False, memory_limit_bytes=limit, undo_exercises=True)
+        if result.status == "skipped":
+            assert "MachineTooSmall" in result.error and result.cgroup_peak_bytes < 1e9, result
+            print(f"{solution.name}: stops cleanly at 2 GB ({result.seconds:.1f} s): {result.error}")
+            [result] = run_notebooks([solution], parameters, output_dir=tmp_path / "unlimited",
+                                     cell_timeout=300, progress_bar=False, undo_exercises=True)
+    if home:
+        home.record(key, result)
     request.config.stash[NOTEBOOK_RUNS].append(result)
     skip = [] if not parameters else list(PARAMETER_DEPENDENT_OUTPUTS.get(notebook_key(solution), {}))
     check_solution_run(solution, result, skip)

@@ -15,6 +15,7 @@ environment variables, never on a command line), and deploys only from main, aft
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -243,7 +244,7 @@ def run_pipeline(service: Service, stages: Sequence[str] = STAGES, skip: Mapping
         try:
             done = subprocess.run(["bash", PIPELINE, stage], cwd=service.root, env=environment, capture_output=True,
                                   text=True, timeout=timeout)
-            output, code = done.stdout + done.stderr, done.returncode
+            output, code = plain_text(done.stdout + done.stderr), done.returncode
         except subprocess.TimeoutExpired as err:
             partial = [p.decode(errors="replace") if isinstance(p, bytes) else (p or "")
                        for p in (err.stdout, err.stderr)]
@@ -252,6 +253,15 @@ def run_pipeline(service: Service, stages: Sequence[str] = STAGES, skip: Mapping
         run.results.append(StageResult(stage, "failed" if failed else "passed", time.perf_counter() - start, output,
                                        f"exit code {code}" if failed else ""))
     return run
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # colour and cursor codes (a Jupyter kernel sets FORCE_COLOR=1)
+
+
+def plain_text(output: str) -> str:
+    """`output` without terminal escape codes: pytest colours its lines in a kernel, and colour codes hide a
+    line's start (``"FAILED"``) from whoever reads the output."""
+    return ANSI_ESCAPE.sub("", output)
 
 
 def shell(command: str | Sequence[str], cwd: str | Path | None = None, check: bool = True, tail: int = 25,

@@ -141,3 +141,14 @@ def test_a_run_continues_and_an_earlier_failure_stops_the_rest(tmp_path: Path) -
     cicd.run_pipeline(service, stages=("unit",), run=run)
     cicd.run_pipeline(service, stages=("image",), run=run)
     assert run.stopped_at == "unit" and run["image"].status == "not run"
+
+
+def test_a_stage_run_with_colours_forced_reads_as_plain_lines(tmp_path: Path) -> None:
+    """A Jupyter kernel sets FORCE_COLOR=1, so pytest colours its summary: the stage's output drops the codes, and
+    its FAILED lines start with FAILED."""
+    service = cicd.Service(tmp_path)
+    (tmp_path / "ci").mkdir()
+    colored = "\\033[31mFAILED\\033[0m tests/test_golden.py::test_x\\n\\033[1m1 failed\\033[0m\\n"
+    service.pipeline.write_text(f"printf '{colored}'; exit 1\n")
+    run = cicd.run_pipeline(service, stages=("golden",), env={"FORCE_COLOR": "1"})
+    assert run["golden"].output.splitlines() == ["FAILED tests/test_golden.py::test_x", "1 failed"]
