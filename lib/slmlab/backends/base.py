@@ -264,6 +264,33 @@ class Backend(Protocol):
         self.close()
 
 
+class PieceStream(Iterator[str]):
+    """The text pieces of one generation; read to the end, `generation` is that generation's record.
+
+    Backends that answer several requests at once (the HTTP clients: ``concurrent = True``) return one, so each of
+    several streams running together keeps its own record; the backend's `last` is only the latest to end.
+    `pieces` is a generator that returns the record.
+    """
+
+    def __init__(self, pieces: Generator[str, None, Generation]) -> None:
+        self._pieces = pieces
+        self.generation: Generation | None = None
+
+    def __iter__(self) -> PieceStream:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._pieces)
+        except StopIteration as end:
+            self.generation = end.value
+            raise StopIteration from None
+
+    def close(self) -> None:
+        """Stop early: the server stops generating."""
+        self._pieces.close()
+
+
 class BackendBase(Backend):
     """Shared plumbing: chat/generate/stream on top of one `_start` per engine; `last` keeps the latest Generation."""
 
@@ -271,6 +298,7 @@ class BackendBase(Backend):
     model_name = ""
     load_s = 0.0
     last: Generation | None = None  # set when a generation (or a fully read stream) ends
+    concurrent = False  # True where streams may run at once from several threads (a client of a server with slots)
 
     def chat(self, messages: str | Messages, **gen: Any) -> Generation:
         """Answer chat messages with the model's chat template (a string is one user message)."""

@@ -8,11 +8,11 @@ the time to first token is measured here.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from time import perf_counter
 from typing import Any
 
-from slmlab.backends.base import BackendBase, Generation, GenerationOptions, Timings
+from slmlab.backends.base import BackendBase, Generation, GenerationOptions, PieceStream, Timings
 from slmlab.errors import SlmLabError
 from slmlab.models.resolver import DEFAULT_MODEL, ResolvedModel
 
@@ -36,6 +36,7 @@ class OllamaBackend(BackendBase):
     """A model on an Ollama server. `model` is an Ollama name ("smollm2:135m"); slmlab names are mapped."""
 
     engine = "ollama"
+    concurrent = True  # Ollama answers OLLAMA_NUM_PARALLEL requests at once; the client is thread-safe
 
     def __init__(self, model: ResolvedModel | str | os.PathLike = DEFAULT_MODEL, host: str | None = None,
                  timeout: float = 300, keep_alive: str | float | None = None, pull: bool = False) -> None:
@@ -143,9 +144,9 @@ class OllamaBackend(BackendBase):
         head = self._call(next, chunks, None)  # errors (unknown model, bad options) surface here, at the call
         if head is None:
             raise SlmLabError(f"The Ollama server at {self.host} sent an empty stream.", "Look at the server's log.")
-        return self._pieces(head, chunks, chat=not isinstance(payload, str), start=start)
+        return PieceStream(self._pieces(head, chunks, chat=not isinstance(payload, str), start=start))
 
-    def _pieces(self, head: Any, chunks: Iterator[Any], chat: bool, start: float) -> Iterator[str]:
+    def _pieces(self, head: Any, chunks: Iterator[Any], chat: bool, start: float) -> Generator[str, None, Generation]:
         import itertools
 
         parts: list[str] = []
@@ -177,11 +178,12 @@ class OllamaBackend(BackendBase):
         timings = Timings(self.load_s + (final.load_duration or 0) * ns, prompt_eval,
                           (last or end) - (first or end), ttft)
         reason = "length" if final.done_reason == "length" else "stop"
-        self.last = Generation("".join(parts), final.prompt_eval_count or 0, final.eval_count or 0, reason, timings,
-                               self.engine, self.model_name,
-                               {"server_load_s": (final.load_duration or 0) * ns,
-                                "server_eval_s": (final.eval_duration or 0) * ns,
-                                "server_total_s": (final.total_duration or 0) * ns})
+        self.last = generation = Generation("".join(parts), final.prompt_eval_count or 0, final.eval_count or 0,
+                                            reason, timings, self.engine, self.model_name,
+                                            {"server_load_s": (final.load_duration or 0) * ns,
+                                             "server_eval_s": (final.eval_duration or 0) * ns,
+                                             "server_total_s": (final.total_duration or 0) * ns})
+        return generation
 
     def close(self) -> None:
         """Close the HTTP connections (the server and its loaded model keep running; idempotent)."""

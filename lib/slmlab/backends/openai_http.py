@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from time import perf_counter
 from typing import Any
 from urllib.parse import urlsplit
 
-from slmlab.backends.base import BackendBase, Generation, GenerationOptions, Timings, prompt_too_long
+from slmlab.backends.base import BackendBase, Generation, GenerationOptions, PieceStream, Timings, prompt_too_long
 from slmlab.backends.server_models import choose_model, unknown_model
 from slmlab.errors import SlmLabError, UpstreamError
 
@@ -69,6 +69,7 @@ class OpenAIBackend(BackendBase):
     """
 
     engine = "openai"
+    concurrent = True  # the server has slots (llama-server --parallel, vLLM's batch); the client is thread-safe
 
     def __init__(self, base_url: Any = "http://127.0.0.1:8000/v1", model: str | None = None,
                  api_key: str | None = None, timeout: float = 60, max_retries: int = 0,
@@ -248,7 +249,7 @@ class OpenAIBackend(BackendBase):
             # llama-cpp-python's server fails inside an already-started stream (HTTP 200, no events): the same
             # request without streaming returns the error text.
             raise self._diagnose(payload, kwargs)
-        return self._pieces(stream, head, chunks, payload, start)
+        return PieceStream(self._pieces(stream, head, chunks, payload, start))
 
     def _diagnose(self, payload: str | list[dict[str, str]], kwargs: dict[str, Any]) -> SlmLabError:
         import openai
@@ -261,7 +262,7 @@ class OpenAIBackend(BackendBase):
                            "without streaming.", "Look at the server's log (server.log_tail() for a ServerProcess).")
 
     def _pieces(self, stream: Any, head: Any, chunks: Iterator[Any], payload: str | list[dict[str, str]],
-                start: float) -> Iterator[str]:
+                start: float) -> Generator[str, None, Generation]:
         import itertools
 
         chat = not isinstance(payload, str)
@@ -297,9 +298,10 @@ class OpenAIBackend(BackendBase):
             completion_tokens, source = len(parts), "estimated"
             prompt_tokens = self._count_prompt(payload) if isinstance(payload, str) else 0
         ttft = (first or end) - start
-        self.last = Generation("".join(parts), prompt_tokens, completion_tokens, finish,
-                               Timings(self.load_s, ttft, (last or end) - (first or end), ttft),
-                               self.engine, self.model_name, {"usage": source, "served_by": served_by})
+        self.last = generation = Generation("".join(parts), prompt_tokens, completion_tokens, finish,
+                                            Timings(self.load_s, ttft, (last or end) - (first or end), ttft),
+                                            self.engine, self.model_name, {"usage": source, "served_by": served_by})
+        return generation
 
     def _count_prompt(self, prompt: str) -> int:
         """A plain prompt's tokens as the server counts them (its tokenizer, BOS included), 0 if it cannot say."""

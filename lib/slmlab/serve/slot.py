@@ -1,9 +1,12 @@
-"""One model instance behind an async web app: loaded in a thread, one generation at a time, never blocking the loop.
+"""One model instance behind an async web app: loaded in a thread, `parallel` generations at a time, never blocking
+the loop.
 
-``ModelSlot`` owns the backend (or borrows one that was passed in). A generation runs in the slot's single
-worker thread and hands its text pieces to the event loop through an ``asyncio.Queue``; requests wait for the
-slot on an ``asyncio.Lock``. The slot is freed when the worker thread has really stopped using the model — also
-when the client left mid-stream (``Run.cancel()``: the worker stops after the piece it is generating).
+``ModelSlot`` owns the backend (or borrows one that was passed in). A generation runs in one of the slot's worker
+threads and hands its text pieces to the event loop through an ``asyncio.Queue``; requests wait for a free place
+on an ``asyncio.Semaphore``. An in-process model runs one generation at a time (``parallel=1``); a client of a
+server with slots (llama-server ``--parallel``, vLLM; ``backend.concurrent``) may run as many as the server has,
+and the server batches them. A place is freed when its worker thread has really stopped using the model — also when
+the client left mid-stream (``Run.cancel()``: the worker stops after the piece it is generating).
 """
 
 from __future__ import annotations
@@ -76,14 +79,18 @@ class Run:
 
 
 class ModelSlot:
-    """A backend (or a factory that loads one) used by one generation at a time.
+    """A backend (or a factory that loads one) used by `parallel` generations at a time.
 
     `source` is a Backend (borrowed: the caller closes it) or a callable returning one (owned: loaded by
-    ``load()`` in the worker thread, closed by ``close()``). `max_waiting` requests may queue for the model;
-    more get SlotBusy.
+    ``load()`` in a worker thread, closed by ``close()``). `max_waiting` requests may queue for the model;
+    more get SlotBusy. `parallel` above 1 applies to backends that can run streams at once (``concurrent``, the
+    HTTP clients); an in-process model runs one generation at a time whatever it says.
     """
 
-    def __init__(self, source: Backend | Callable[[], Backend], max_waiting: int = 32) -> None:
+    def __init__(self, source: Backend | Callable[[], Backend], max_waiting: int = 32, parallel: int = 1) -> None:
+        if not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1:
+            raise SlmLabError(f"parallel={parallel!r} is not a number of generations at a time.",
+                              "Use 1 for an in-process model, or the slots of the server behind the backend.")
         if isinstance(source, Backend):
             self.backend: Backend | None = source
             self._factory, self.owned, self.state = None, False, "ready"
@@ -97,16 +104,33 @@ class ModelSlot:
         self.reload_after_s = 5.0  # a failed load is tried again by probe() after this long (the upstream may come up)
         self._loaded_at = 0.0  # monotonic time of the latest load attempt
         self.max_waiting, self.waiting = max_waiting, 0
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slmlab-model")
-        self._lock: asyncio.Lock | None = None
+        self.requested_parallel = parallel
+        self._executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="slmlab-model")
+        self._places: asyncio.Semaphore | None = None
+        self._busy = 0  # places taken: generations running (and a health check)
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
-    def lock(self) -> asyncio.Lock:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        return self._lock
+    def parallel(self) -> int:
+        """Generations at a time: the requested number for a concurrent backend, else 1."""
+        concurrent = self.backend is not None and getattr(self.backend, "concurrent", False)
+        return self.requested_parallel if concurrent else 1
+
+    @property
+    def places(self) -> asyncio.Semaphore:
+        """Where requests wait for the model (made once the backend is known, with `parallel` places)."""
+        if self._places is None:
+            self._places = asyncio.Semaphore(self.parallel)
+        return self._places
+
+    async def _take(self) -> None:
+        await self.places.acquire()
+        self._busy += 1
+
+    def _give_back(self) -> None:
+        self._busy -= 1
+        self.places.release()
 
     @property
     def model_name(self) -> str:
@@ -146,12 +170,15 @@ class ModelSlot:
             await self.load()
         if self.state != "ready" or self.backend is None:
             return False, self.error or self.state
-        if self.lock.locked():
+        if self._busy:
             return True, "busy"
         loop = asyncio.get_running_loop()
         try:
-            async with self.lock:
+            await self._take()
+            try:
                 await asyncio.wait_for(loop.run_in_executor(self._executor, _ping, self.backend), timeout)
+            finally:
+                self._give_back()
             return True, "ok"
         except TimeoutError:
             return False, f"the model did not answer a health check within {timeout:g} s"
@@ -162,8 +189,8 @@ class ModelSlot:
 
     @property
     def running(self) -> int:
-        """1 while the model is busy (a generation, or a probe), else 0: one model, one generation at a time."""
-        return int(self._lock is not None and self._lock.locked())
+        """Generations running now (a health check counts while it runs): at most `parallel`."""
+        return self._busy
 
     async def start(self, payload: str | Messages, gen: dict[str, Any],
                     on_done: Callable[[RunResult], None] | None = None) -> Run:
@@ -181,7 +208,7 @@ class ModelSlot:
         arrived = time.perf_counter()
         self.waiting += 1
         try:
-            await self.lock.acquire()
+            await self._take()
         finally:
             self.waiting -= 1
         run = Run(queue, cancel, arrived)
@@ -197,11 +224,12 @@ class ModelSlot:
             context = contextvars.copy_context()  # the request's id and log fields, in the worker thread too
             future = loop.run_in_executor(self._executor, context.run, _work, self.backend, payload, gen, cancel, put)
         except BaseException:
-            self.lock.release()
+            self._give_back()
             raise
+
         def done(finished: asyncio.Future) -> None:
-            # The slot is free once the worker has really finished with the model, whoever stops waiting for it.
-            self.lock.release()
+            # The place is free once the worker has really finished with the model, whoever stops waiting for it.
+            self._give_back()
             result = None if finished.cancelled() or finished.exception() else finished.result()
             if on_done is not None and isinstance(result, RunResult):
                 try:
@@ -217,7 +245,7 @@ class ModelSlot:
             raise
         if kind == "start_error":
             await asyncio.shield(future)  # the worker returns at once; then the slot is free for the probe
-            await asyncio.sleep(0)  # let the done callback release the lock
+            await asyncio.sleep(0)  # let the done callback give the place back
             raise StartFailed(value, model_alive=(await self.probe())[0])
         return run
 
@@ -252,7 +280,8 @@ def _work(backend: Backend, payload: str | Messages, gen: dict[str, Any], cancel
         close = getattr(pieces, "close", None)
         if close is not None:
             close()
-    last = getattr(backend, "last", None)
+    # This stream's own record where the backend keeps one per stream (several may run at once), else its latest.
+    last = getattr(pieces, "generation", None) or getattr(backend, "last", None)
     if finished and isinstance(last, Generation) and last is not before:
         result = RunResult(last.finish_reason, last.prompt_tokens, last.completion_tokens, last)
     else:  # cancelled (or a backend that keeps no `last`): pieces are a close count of tokens

@@ -73,7 +73,8 @@ def create_app(backend: Backend | Callable[[], Backend] | None = None, settings:
     if not isinstance(settings, AppSettings):
         raise SlmLabError(f"settings must be an AppSettings, not {type(settings).__name__}.",
                           "Pass AppSettings(...), e.g. AppSettings(rate_limit='60/minute').")
-    slot = ModelSlot(backend_factory_from_env() if backend is None else backend, max_waiting=settings.max_waiting)
+    slot = ModelSlot(backend_factory_from_env() if backend is None else backend, max_waiting=settings.max_waiting,
+                     parallel=settings.upstream_parallel)
     state = Gateway(slot, ServiceMetrics(), settings)
     app = FastAPI(title="slmlab chat service", version="1", lifespan=_lifespan(state),
                   docs_url="/docs" if settings.docs else None, redoc_url=None,
@@ -150,6 +151,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="model reference (default: the course's default model)")
     parser.add_argument("--n-ctx", type=int, default=None, help="context size (llamacpp, onnx)")
     parser.add_argument("--upstream-url", default=None, help="for --engine openai: the server's URL")
+    parser.add_argument("--upstream-parallel", type=int, default=None,
+                        help="for --engine openai: requests sent to the server at once, its slots (default 1)")
     parser.add_argument("--host", default=HOST, help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--served-model-name", default=None)
@@ -178,7 +181,7 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str] | None =
     changes = {name: value for name, value in (
         ("served_model_name", args.served_model_name), ("rate_limit", args.rate_limit),
         ("rate_burst", args.rate_burst), ("max_tokens_cap", args.max_tokens),
-        ("max_body_bytes", args.max_body_bytes)) if value is not None}
+        ("max_body_bytes", args.max_body_bytes), ("upstream_parallel", args.upstream_parallel)) if value is not None}
     if args.cors_origin:
         changes["cors_origins"] = tuple(args.cors_origin)
     if args.docs:

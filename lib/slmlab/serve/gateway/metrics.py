@@ -54,15 +54,16 @@ class ServiceMetrics:
         self.ttft = Histogram(f"{PREFIX}_time_to_first_token_seconds", "From the request's arrival to the first "
                               "generated text (queueing included)", ["model"], buckets=TTFT_BUCKETS, registry=reg)
         self.queue_wait = Histogram(f"{PREFIX}_queue_wait_seconds", "Time a request waited for the model "
-                                    "(one generation at a time)", ["model"], buckets=LATENCY_BUCKETS, registry=reg)
+                                    "(its places: one in-process, the upstream's slots over HTTP)", ["model"],
+                                    buckets=LATENCY_BUCKETS, registry=reg)
         self.prompt_tokens = Counter(f"{PREFIX}_prompt_tokens", "Prompt tokens processed", ["model"], registry=reg)
         self.completion_tokens = Counter(f"{PREFIX}_completion_tokens", "Tokens generated (also those of streams "
                                          "the client left)", ["model"], registry=reg)
         self.generations = Counter(f"{PREFIX}_generations", "Generations by how they ended (stop, length, "
                                    "cancelled, error)", ["model", "outcome"], registry=reg)
         self.waiting = Gauge(f"{PREFIX}_generations_waiting", "Requests waiting for the model", registry=reg)
-        self.running = Gauge(f"{PREFIX}_generations_running", "Generations running now (0 or 1: one model, one "
-                             "generation at a time); running + waiting is the load an autoscaler can use",
+        self.running = Gauge(f"{PREFIX}_generations_running", "Generations running now (at most 1 in-process, the "
+                             "upstream's slots over HTTP); running + waiting is the load an autoscaler can use",
                              registry=reg)
         self.ready = Gauge(f"{PREFIX}_model_ready", "1 when the model is loaded and answers (as of the latest "
                            "/readyz), else 0", registry=reg)

@@ -30,15 +30,16 @@ def app_command(engine: str = "llamacpp", model: ResolvedModel | str | os.PathLi
                 n_ctx: int | None = None, upstream_url: str | None = None, served_model_name: str | None = None,
                 rate_limit: str | None = None, rate_burst: int | None = None, max_tokens: int | None = None,
                 max_body_bytes: int | None = None, cors_origins: Iterable[str] = (), docs: bool = False,
-                log_level: str = "info", log_format: str | None = None, log_syslog: str | None = None) -> list[str]:
+                log_level: str = "info", log_format: str | None = None, log_syslog: str | None = None,
+                upstream_parallel: int | None = None) -> list[str]:
     """The ``python -m slmlab.serve.gateway.app ...`` command line, with "{port}" where the port goes."""
     cmd = [sys.executable, "-m", "slmlab.serve.gateway.app", "--engine", engine, "--port", "{port}",
            "--log-level", log_level]
     if model is not None:
         cmd += ["--model", os.fspath(model.path) if isinstance(model, ResolvedModel) else os.fspath(model)]
     for flag, value in (("--n-ctx", n_ctx), ("--upstream-url", upstream_url),
-                        ("--served-model-name", served_model_name), ("--rate-limit", rate_limit),
-                        ("--rate-burst", rate_burst), ("--max-tokens", max_tokens),
+                        ("--upstream-parallel", upstream_parallel), ("--served-model-name", served_model_name),
+                        ("--rate-limit", rate_limit), ("--rate-burst", rate_burst), ("--max-tokens", max_tokens),
                         ("--max-body-bytes", max_body_bytes), ("--log-format", log_format),
                         ("--log-syslog", log_syslog)):
         if value is not None:
@@ -57,8 +58,9 @@ def app_server(engine: str = "llamacpp", model: ResolvedModel | str | os.PathLik
     """Our FastAPI service for `model` in `engine`, on 127.0.0.1 (not started: use it in a `with` block).
 
     `api_keys` (or a secret file) turn authentication on; `options` are app_command's (n_ctx, rate_limit,
-    max_tokens, max_body_bytes, cors_origins, served_model_name, upstream_url, docs, log_level, log_format ("json":
-    one JSON object per line), log_syslog (ship JSON logs to an aggregator, tcp://HOST:PORT)). With
+    max_tokens, max_body_bytes, cors_origins, served_model_name, upstream_url, upstream_parallel (requests sent to
+    the upstream at once: its slots), docs, log_level, log_format ("json": one JSON object per line), log_syslog
+    (ship JSON logs to an aggregator, tcp://HOST:PORT)). With
     engine="openai" (a gateway in front of `upstream_url`), `model` is the upstream's model id; model=None calls
     `served_model_name` when the upstream has it, else the upstream's only chat model. SLMLAB_*
     settings of this process are not inherited: the server runs with exactly what is passed here (and `env`).
@@ -68,7 +70,8 @@ def app_server(engine: str = "llamacpp", model: ResolvedModel | str | os.PathLik
         cmd = app_command(engine, model, **options)  # type: ignore[arg-type]
     except TypeError as exc:
         raise SlmLabError(f"app_server() got an option it does not know: {exc}.",
-                          "Options: n_ctx, upstream_url, served_model_name, rate_limit, rate_burst, max_tokens, "
+                          "Options: n_ctx, upstream_url, upstream_parallel, served_model_name, rate_limit, "
+                          "rate_burst, max_tokens, "
                           "max_body_bytes, cors_origins, docs, log_level, log_format, log_syslog.") from None
     child_env: dict[str, str | None] = {name: None for name in _INHERITED}
     if keys:

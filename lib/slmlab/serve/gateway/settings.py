@@ -21,6 +21,7 @@ ENV = {  # the environment variables create_app() reads when it is given no sett
     "served_model_name": "SLMLAB_SERVED_MODEL_NAME", "rate_limit": "SLMLAB_RATE_LIMIT",
     "rate_burst": "SLMLAB_RATE_BURST", "max_body_bytes": "SLMLAB_MAX_BODY_BYTES",
     "max_tokens_cap": "SLMLAB_MAX_TOKENS", "cors_origins": "SLMLAB_CORS_ORIGINS", "docs": "SLMLAB_DOCS",
+    "upstream_parallel": "SLMLAB_UPSTREAM_PARALLEL",
 }
 DEFAULT_UPSTREAM = "http://127.0.0.1:8000/v1"
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -38,6 +39,7 @@ class AppSettings:
     max_tokens_cap: int = 1024  # a larger max_tokens gets 400
     default_max_tokens: int = 256  # when the request sets none (never above the cap)
     max_waiting: int = 32  # requests queued for the model; more get 503 with Retry-After
+    upstream_parallel: int = 1  # generations sent to an HTTP upstream at once: its slots (llama-server --parallel)
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (none: CORS off)
     metrics_public: bool = True  # /metrics without a key (Prometheus scrapes it inside the cluster)
     docs: bool = False  # FastAPI's /docs and /openapi.json (off: less to expose)
@@ -46,7 +48,7 @@ class AppSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "api_keys", load_api_keys(keys=tuple(self.api_keys)) if self.api_keys else ())
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
-        for name in ("max_body_bytes", "max_tokens_cap", "default_max_tokens", "max_waiting"):
+        for name in ("max_body_bytes", "max_tokens_cap", "default_max_tokens", "max_waiting", "upstream_parallel"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SlmLabError(f"AppSettings({name}={value!r}) must be a whole number, at least 1.",
@@ -61,7 +63,7 @@ class AppSettings:
         for name in ("served_model_name", "rate_limit"):
             if env.get(ENV[name]):
                 values[name] = env[ENV[name]]
-        for name in ("rate_burst", "max_body_bytes", "max_tokens_cap"):
+        for name in ("rate_burst", "max_body_bytes", "max_tokens_cap", "upstream_parallel"):
             if env.get(ENV[name]):
                 values[name] = env_int(env, ENV[name])
         if env.get(ENV["cors_origins"]):
