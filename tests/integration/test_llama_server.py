@@ -215,17 +215,16 @@ def test_the_gateway_in_front_passes_as_many_streams_at_once_as_the_server_has_s
     decoded one after another (p95 TTFT 2.2 s through it where llama-server alone gave 0.17 s)."""
     from slmlab.serve import app_server
 
-    key_file = write_key_file(KEY)  # the gateway's key for the upstream, as a mounted secret would hold it
+    key_file = tmp_path / "upstream-key"  # the gateway's key for the upstream, as a mounted secret would hold it
+    key_file.write_text(KEY + "\n")
     story = [[{"role": "user", "content": "Tell me a long story about a lighthouse keeper and a storm."}]]
-    try:
-        with app_server(engine="openai", model=None, upstream_url=f"{server.url}/v1", served_model_name=server.alias,
-                        upstream_parallel=SLOTS, env={"SLMLAB_UPSTREAM_API_KEY_FILE": str(key_file)}) as gateway:
-            through = load_test(gateway, prompts=story, concurrency=SLOTS, num_requests=SLOTS, max_tokens=24,
-                                show_progress=False)
-            direct = load_test(server, prompts=story, concurrency=SLOTS, num_requests=SLOTS, max_tokens=24,
-                               api_key=KEY, show_progress=False)
-    finally:
-        key_file.unlink(missing_ok=True)
+    with app_server(engine="openai", model=None, upstream_url=f"{server.url}/v1", served_model_name=server.alias,
+                    upstream_parallel=SLOTS, env={"SLMLAB_UPSTREAM_API_KEY_FILE": str(key_file)}) as gateway:
+        settings = {"prompts": story, "concurrency": SLOTS, "num_requests": SLOTS, "max_tokens": 24, "warmups": 1,
+                    "show_progress": False}
+        load_test(server, api_key=KEY, **settings)  # the first concurrent round is slow on any server: not compared
+        direct = load_test(server, api_key=KEY, **settings)
+        through = load_test(gateway, **settings)
     df = through.requests
     assert df["ok"].all() and (df["output_tokens"] >= 8).all(), df[["error", "output_tokens"]]
     decoding = list(zip(df["start_s"] + df["ttft_s"], df["end_s"], strict=True))
