@@ -6,8 +6,11 @@ parser, YAML loaders and csv readers all accept that, so every file the course p
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from slmlab.errors import SlmLabError
 
@@ -38,3 +41,25 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
         line = data[: exc.start].count(b"\n") + 1
         raise SlmLabError(f"The {what} {path} is not UTF-8 text (line {line}, byte {exc.start}).",
                           "Save it as UTF-8 (in Notepad: Save as → Encoding: UTF-8).") from None
+
+
+def json_records(path: str | os.PathLike, what: str, shape: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for each non-empty line of a JSON-lines file of `what`s ("labelled review");
+    a missing file or a line that is not JSON is a clear error naming the file and the line, `shape` (one example
+    line) its hint."""
+    path = Path(path)
+    if not path.is_file():
+        raise SlmLabError(f"No {what}s at {path}.", "Run from a checkout of the course, or pass path=.")
+    for number, line in enumerate(read_text(path, f"{what}s file").split("\n"), start=1):
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except ValueError as err:
+                raise bad_record(path, number, what, shape, err) from None
+            yield number, record
+
+
+def bad_record(path: str | os.PathLike, number: int, what: str, shape: str, err: Exception) -> SlmLabError:
+    """The error for line `number` of `path` that is not a `what` (its first line), with `shape` as the hint."""
+    return SlmLabError(f"{Path(path).name} line {number} is not a {what}: {err}".splitlines()[0],
+                       f"Each line: {shape}.")

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from slmlab.apps.triage import Ticket, TriageApp
 from slmlab.errors import SlmLabError
-from slmlab.textfiles import read_text
+from slmlab.textfiles import bad_record, json_records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,23 +39,18 @@ class Case:
     expected: Ticket
 
 
+TICKET_SHAPE = '{"id": "t01", "text": "...", "urgency": "low|high", "category": "billing|technical|account|shipping"}'
+
+
 def load_cases(path: str | Path = CASES_FILE, limit: int | None = None) -> list[Case]:
     """Labelled tickets from a JSON-lines file (id, text, urgency, category), the first `limit` of them."""
-    path = Path(path)
-    if not path.is_file():
-        raise SlmLabError(f"No labelled tickets at {path}.", "Run from a checkout of the course, or pass path=.")
     cases = []
-    for number, line in enumerate(read_text(path, "labelled tickets file").split("\n"), start=1):
-        if not line.strip():
-            continue
+    for number, row in json_records(path, "labelled ticket", TICKET_SHAPE):
         try:
-            row = json.loads(line)
             cases.append(Case(str(row["id"]), str(row["text"]),
                               Ticket(urgency=row["urgency"], category=row["category"])))
-        except (ValueError, KeyError, TypeError, ValidationError) as err:
-            raise SlmLabError(f"{path.name} line {number} is not a labelled ticket: {err}".splitlines()[0],
-                              'Each line: {"id": "t01", "text": "...", "urgency": "low|high", '
-                              '"category": "billing|technical|account|shipping"}.') from None
+        except (KeyError, TypeError, ValidationError) as err:
+            raise bad_record(path, number, "labelled ticket", TICKET_SHAPE, err) from None
     return cases[:limit] if limit is not None else cases
 
 

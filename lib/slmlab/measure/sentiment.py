@@ -6,7 +6,6 @@ into a ``MESSAGE`` is refused by :func:`copied_reviews`, so the score measures w
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,10 +14,11 @@ from typing import Any
 
 from slmlab.errors import SlmLabError
 from slmlab.measure.evaluate import DATA_DIR
-from slmlab.textfiles import read_text
+from slmlab.textfiles import bad_record, json_records
 
 REVIEWS_FILE = DATA_DIR / "sentiment" / "reviews.jsonl"
 LABELS = ("positive", "negative")
+REVIEW_SHAPE = '{"id": "r01", "text": "...", "label": "positive|negative"}'
 ANSWER_TOKENS = 8  # the most a one-word answer needs; longer answers are cut here, never waited for
 
 
@@ -33,25 +33,18 @@ class Review:
 
 def load_reviews(path: str | Path = REVIEWS_FILE) -> list[Review]:
     """The labelled reviews of a JSON-lines file (id, text, label: positive or negative)."""
-    path = Path(path)
-    if not path.is_file():
-        raise SlmLabError(f"No labelled reviews at {path}.", "Run from a checkout of the course, or pass path=.")
     reviews = []
-    for number, line in enumerate(read_text(path, "labelled reviews file").split("\n"), start=1):
-        if not line.strip():
-            continue
+    for number, row in json_records(path, "labelled review", REVIEW_SHAPE):
         try:
-            row = json.loads(line)
             review = Review(str(row["id"]), str(row["text"]), str(row["label"]))
-        except (ValueError, KeyError, TypeError) as err:
-            raise SlmLabError(f"{path.name} line {number} is not a labelled review: {err}",
-                              'Each line: {"id": "r01", "text": "...", "label": "positive|negative"}.') from None
+        except (KeyError, TypeError) as err:
+            raise bad_record(path, number, "labelled review", REVIEW_SHAPE, err) from None
         if review.label not in LABELS:
-            raise SlmLabError(f"{path.name} line {number}: label '{review.label}' is not one of {', '.join(LABELS)}.",
-                              "Label each review positive or negative.")
+            raise SlmLabError(f"{Path(path).name} line {number}: label '{review.label}' is not one of "
+                              f"{', '.join(LABELS)}.", "Label each review positive or negative.")
         reviews.append(review)
     if not reviews:
-        raise SlmLabError(f"{path.name} holds no reviews.", "Add one JSON object per line.")
+        raise SlmLabError(f"{Path(path).name} holds no reviews.", "Add one JSON object per line.")
     return reviews
 
 
