@@ -1,4 +1,5 @@
-"""prometheus-adapter values for an HPA that scales on the requests in each engine pod (`scale_on: requests`).
+"""prometheus-adapter values for an HPA on a per-pod custom metric: the requests in each engine pod
+(`scale_on: requests`) or the GPU utilization NVIDIA's dcgm-exporter reports for it (`scale_on: gpu`).
 
 The HPA reads per-pod custom metrics from the `custom.metrics.k8s.io` API; prometheus-adapter serves that API
 from Prometheus. Its rule (see the adapter's docs/config.md): **discovery** (`seriesQuery`: the series to
@@ -9,6 +10,13 @@ about, `<<.GroupBy>>` is `pod`). The rendered file is the values of the promethe
 
     helm install prometheus-adapter prometheus-community/prometheus-adapter -n monitoring \\
         -f helm/prometheus-adapter-values.yaml
+
+GPU utilization comes from dcgm-exporter, a DaemonSet on each GPU node, not from the engine: with
+`DCGM_EXPORTER_KUBERNETES=true` it labels each GPU's samples with the `namespace` and `pod` using it, and since
+Prometheus labels every scraped sample with the *exporter's* own pod, it keeps the workload's as
+`exported_namespace` and `exported_pod` (honor_labels off, the default). The rule associates those.
+`DCGM_FI_DEV_GPU_UTIL` (0-100) is NVML's "percent of time over the past sample period during which one or more
+kernels was executing on the GPU" (NVML API reference, nvmlUtilization_t): one request keeps it near 100.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import re
 from typing import Any
 
 from slmlab.deploy.findings import Finding
-from slmlab.deploy.spec import LOAD_METRIC, Plan
+from slmlab.deploy.spec import GPU_METRIC, LOAD_METRIC, Plan
 from slmlab.deploy.templating import HEADER
 from slmlab.errors import SlmLabError
 from slmlab.monitoring.promtool import check_rules
@@ -25,6 +33,7 @@ from slmlab.monitoring.promtool import check_rules
 VALUES_PATH = "helm/prometheus-adapter-values.yaml"
 PROMETHEUS_URL = "http://prometheus.monitoring.svc"  # where the cluster's Prometheus answers (edit to yours)
 PROMETHEUS_PORT = 9090
+GPU_UTIL_SERIES = "DCGM_FI_DEV_GPU_UTIL"  # dcgm-exporter's GPU utilization gauge, percent
 # promtool's complaint about one query, checked as a recording rule named custom_<rule index>:<field>
 _PROMTOOL_RULE = re.compile(r'^\d+:\d+: group "adapter", rule \d+, "custom_(\d+):(\w+)": (.*)$')
 
@@ -37,7 +46,10 @@ def load_query(gauges: tuple[str, ...], matchers: str = "<<.LabelMatchers>>", gr
 
 
 def adapter_rule(plan: Plan) -> dict[str, Any]:
-    """The one custom-metrics rule: the engine's load gauges in `plan`'s namespace, offered as LOAD_METRIC."""
+    """The one custom-metrics rule: the engine's load gauges (or, scaling on the GPU, dcgm-exporter's utilization)
+    in `plan`'s namespace, offered as LOAD_METRIC (GPU_METRIC)."""
+    if plan.spec.scale_on == "gpu":
+        return gpu_rule(plan.spec.namespace)
     gauges = plan.engine.load_gauges
     first = gauges[0] if gauges else ""
     return {
@@ -48,16 +60,30 @@ def adapter_rule(plan: Plan) -> dict[str, Any]:
     }
 
 
+def gpu_rule(namespace: str) -> dict[str, Any]:
+    """dcgm-exporter's GPU utilization of the pods in `namespace` (its exported_* labels), offered as GPU_METRIC."""
+    return {
+        "seriesQuery": f'{{__name__="{GPU_UTIL_SERIES}",exported_namespace="{namespace}",exported_pod!=""}}',
+        "resources": {"overrides": {"exported_namespace": {"resource": "namespace"},
+                                    "exported_pod": {"resource": "pod"}}},
+        "name": {"matches": f"^{GPU_UTIL_SERIES}$", "as": GPU_METRIC},
+        "metricsQuery": "avg by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})",  # a pod may hold several GPUs
+    }
+
+
 def render_adapter_values(plan: Plan) -> dict[str, str]:
-    """helm/prometheus-adapter-values.yaml when the spec scales on requests; nothing otherwise."""
+    """helm/prometheus-adapter-values.yaml when the spec scales on requests or the GPU; nothing otherwise."""
     import yaml
 
-    if plan.spec.scale_on != "requests":
+    if plan.spec.scale_on not in ("requests", "gpu"):
         return {}
     values = {"prometheus": {"url": PROMETHEUS_URL, "port": PROMETHEUS_PORT},
               "rules": {"default": False, "custom": [adapter_rule(plan)]}}
-    head = (f"# {HEADER}\n# prometheus-adapter's Helm values: offers {LOAD_METRIC} (requests in each engine pod, "
-            f"{' + '.join(plan.engine.load_gauges)})\n# to the HPA in k8s/. Point prometheus.url at your Prometheus.\n")
+    offered = (f"{GPU_METRIC} (dcgm-exporter's {GPU_UTIL_SERIES} of each engine pod, percent)"
+               if plan.spec.scale_on == "gpu" else
+               f"{LOAD_METRIC} (requests in each engine pod, {' + '.join(plan.engine.load_gauges)})")
+    head = (f"# {HEADER}\n# prometheus-adapter's Helm values: offers {offered}\n# to the HPA in k8s/. "
+            "Point prometheus.url at your Prometheus.\n")
     return {VALUES_PATH: head + yaml.safe_dump(values, sort_keys=False, width=200)}
 
 
@@ -80,10 +106,19 @@ def check_adapter_values(text: str, path: str = VALUES_PATH) -> list[Finding]:
             problems.append(Finding(path, f"rules.custom[{i}]", "adapter-rule", f"lacks {', '.join(missing)}"))
             continue
         queries[f"custom_{i}:seriesQuery"] = rule["seriesQuery"]
+        namespace_label, pod_label = _resource_labels(rule)
         queries[f"custom_{i}:metricsQuery"] = (
-            rule["metricsQuery"].replace("<<.LabelMatchers>>", 'namespace="slm",pod=~"slm-engine-.*"')
-            .replace("<<.GroupBy>>", "pod").replace("<<.Series>>", "up"))
+            rule["metricsQuery"].replace("<<.LabelMatchers>>", f'{namespace_label}="slm",{pod_label}=~"slm-engine-.*"')
+            .replace("<<.GroupBy>>", pod_label).replace("<<.Series>>", "up"))
     return problems + (_check_queries(queries, path) if queries else [])
+
+
+def _resource_labels(rule: dict[str, Any]) -> tuple[str, str]:
+    """The labels a rule associates with namespaces and pods, as the adapter fills them into its templates."""
+    resources = rule.get("resources")
+    overrides = resources.get("overrides") if isinstance(resources, dict) else None
+    by_resource = {str(v.get("resource")): k for k, v in (overrides or {}).items() if isinstance(v, dict)}
+    return by_resource.get("namespace", "namespace"), by_resource.get("pod", "pod")
 
 
 def _check_queries(queries: dict[str, str], path: str) -> list[Finding]:

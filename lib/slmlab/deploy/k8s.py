@@ -4,8 +4,9 @@ Rendered: Namespace (Pod Security "restricted" enforced), ServiceAccount (no tok
 Deployments (probes, resources from `slmlab.models.footprint`, restricted securityContext, API keys from a Secret:
 mounted as a file, or a secretKeyRef where the engine reads keys only from its environment), Services,
 HorizontalPodAutoscaler (autoscaling/v2), PodDisruptionBudgets, NetworkPolicies, and a Role + RoleBinding that let
-Prometheus discover the engine pods (read pods in the namespace, nothing else).
-Validated offline with `kubernetes-validate` (strict schemas: an unknown or misspelt field is an error).
+Prometheus discover the engine pods (read pods in the namespace, nothing else); on request a VerticalPodAutoscaler.
+Validated offline with `kubernetes-validate` (strict schemas: an unknown or misspelt field is an error), the
+VerticalPodAutoscaler against its CRD's schema (`slmlab.deploy.crd_schemas`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from slmlab.deploy.compose import writable_paths
+from slmlab.deploy.crd_schemas import crd_validator
 from slmlab.deploy.findings import Finding, schema_findings
 from slmlab.deploy.images import GATEWAY_PORT
 from slmlab.deploy.spec import LOAD_METRIC, Plan
@@ -72,9 +74,11 @@ def render_manifests(plan: Plan) -> dict[str, str]:
              "prometheus_service_account": PROMETHEUS_SERVICE_ACCOUNT,
              "target_requests": quantity(plan.target_requests),
              "k8s_minor": "v" + ".".join(KUBERNETES_VERSION.split(".")[:2])}
-    # numbered, so that `kubectl apply -f k8s/` creates the namespace and service account first
+    # numbered, so that `kubectl apply -f k8s/` creates the namespace and service account first; the VPA only on
+    # request, since applying it fails on a cluster without the VPA's custom resource
+    names = MANIFESTS + (("vpa",) if plan.spec.vpa_mode else ())
     return {f"k8s/{i:02d}-{name}.yaml": render_template(f"k8s/{name}.yaml.j2", plan, **extra)
-            for i, name in enumerate(MANIFESTS)}
+            for i, name in enumerate(names)}
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,8 @@ def validate_manifest(manifest: Manifest, version: str = KUBERNETES_VERSION) -> 
     """The object against the Kubernetes API schema of its kind (strict): empty list when it matches.
 
     The schemas are kubernetes-validate's bundled ones, loaded with its own helpers, as its `validate` does;
-    the compiled validator is cached per kind, which makes checking a bundle about ten times faster.
+    the compiled validator is cached per kind, which makes checking a bundle about ten times faster. Custom
+    resources the course renders (a VerticalPodAutoscaler) are checked against their vendored CRD schema.
     """
     import kubernetes_validate
 
@@ -139,6 +144,9 @@ def validate_manifest(manifest: Manifest, version: str = KUBERNETES_VERSION) -> 
     if not isinstance(data, dict) or "apiVersion" not in data or "kind" not in data:
         return [Finding(manifest.path, "", "required", "not a Kubernetes object (apiVersion and kind are required)",
                         subject=manifest.subject)]
+    custom = crd_validator(str(data["apiVersion"]), str(data["kind"]))
+    if custom is not None:
+        return schema_findings(custom, data, manifest.path, subject=manifest.subject)
     try:
         validator = _validator(str(data["kind"]), str(data["apiVersion"]), version)
     except kubernetes_validate.SchemaNotFoundError as err:

@@ -27,8 +27,11 @@ GPU_HOST_GB = 1.0  # host RAM a GPU engine needs besides its runtime: staging bu
 VLLM_GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default share of the GPU it pre-allocates
 MIB = 2**20
 GIB = 2**30
-SCALE_ON = ("cpu", "requests")  # the HPA's signal: CPU utilization, or requests in the engine per pod
+SCALE_ON = ("cpu", "requests", "gpu")  # the HPA's signal: CPU utilization, requests in the engine per pod, or
+# the GPU's utilization from NVIDIA's DCGM exporter (shown to teach why it misleads: notebook 3.6)
 LOAD_METRIC = "slm_engine_requests"  # the per-pod custom metric prometheus-adapter offers the HPA
+GPU_METRIC = "slm_engine_gpu_utilization"  # DCGM_FI_DEV_GPU_UTIL per engine pod, offered by prometheus-adapter
+VPA_MODES = ("Off", "Initial", "Recreate", "InPlaceOrRecreate")  # VerticalPodAutoscaler updateMode values
 AUTH = ("api-key", "none")  # API keys from a Kubernetes Secret, or none
 _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # a Kubernetes object name (DNS label)
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # an image tag, as Docker allows it
@@ -77,8 +80,10 @@ class DeploymentSpec:
     auth: str = "api-key"  # "api-key" (keys from a Kubernetes Secret) or "none"
     namespace: str = "slm"
     target_cpu_percent: int = 70  # the HorizontalPodAutoscaler's average CPU utilization target
-    scale_on: str = "cpu"  # what the HPA scales on: "cpu" (utilization) or "requests" (in the engine, per pod)
+    scale_on: str = "cpu"  # what the HPA scales on: "cpu" (utilization), "requests" (in the engine, per pod), "gpu"
     target_requests: float | None = None  # scale_on "requests": the average per pod to hold (None: `parallel`)
+    target_gpu_percent: int = 70  # scale_on "gpu": the average DCGM_FI_DEV_GPU_UTIL (0-100) per pod to hold
+    vpa_mode: str | None = None  # a VerticalPodAutoscaler for the engine: its updateMode ("Off": recommend only)
     registry: str = "registry.example.com/slm"  # where the built images are pushed
     image_tag: str = "0.1.0"  # the tag of the images built from the rendered Dockerfiles (never "latest")
     rate_limit: str | None = None  # the gateway's per-key rate limit, e.g. "60/minute" (None: no limit)
@@ -193,6 +198,7 @@ class _SpecReview:
         quant = self.quantization(image)
         self.check_counts()
         self.check_scaling(image)
+        self.check_vertical()
         self.check_images_and_auth()
         self.check_context(model)
         port = self.port(image)
@@ -201,6 +207,10 @@ class _SpecReview:
         if (image is None or model is None or hardware is None or gpus is None
                 or not self.sizable(image, model, hardware, quant, gpus)):
             return None
+        if spec.scale_on == "gpu" and gpus == 0:
+            self.bad("scale_on", "scale_on: gpu needs a GPU deployment, and this one runs on CPUs",
+                     "pick a GPU preset (hardware: t4, l4, a100-80gb) and an engine with a GPU image, or scale_on: "
+                     "requests")
         fp = footprint.estimate(model, image.footprint_quant[quant], spec.context, hardware if gpus else None)
         memory_gb = self.memory_gb(fp, image, model, hardware, quant, gpus)
         memory_mi = self.memory_request(fp, image, hardware, memory_gb)
@@ -275,10 +285,27 @@ class _SpecReview:
         elif spec.scale_on == "requests" and image is not None and not image.load_gauges:
             self.bad("scale_on", f"{image.label} exports no metrics, so there is no request count to scale on",
                      "use scale_on: cpu, or an engine with metrics (llamacpp-server, vllm, ort-service)")
+        gpu_target = spec.target_gpu_percent
+        if isinstance(gpu_target, bool) or not isinstance(gpu_target, int) or not 1 <= gpu_target <= 100:
+            self.bad("target_gpu_percent", f"must be a whole number 1-100, got {gpu_target!r}",
+                     "DCGM_FI_DEV_GPU_UTIL is a percentage, e.g. 70")
         target = spec.target_requests
         if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or not target > 0):
             self.bad("target_requests", f"must be a number > 0, got {target!r}",
                      "requests in the engine per pod, e.g. 2 (running + waiting); leave it out to use `parallel`")
+
+    def check_vertical(self) -> None:
+        """The VerticalPodAutoscaler's mode, and the one combination its docs rule out."""
+        spec = self.spec
+        if spec.vpa_mode is None:
+            return
+        if spec.vpa_mode not in VPA_MODES:
+            self.bad("vpa_mode", f"unknown updateMode {spec.vpa_mode!r}",
+                     f"use one of {', '.join(VPA_MODES)} (\"Off\": recommendations only), or leave it out")
+        elif spec.vpa_mode != "Off" and spec.scale_on == "cpu":
+            self.bad("vpa_mode", f"a VPA in mode {spec.vpa_mode} changes the CPU requests that the HPA's CPU "
+                     "utilization is measured against: the two would fight (VPA docs, known limitations)",
+                     "use vpa_mode: Off (recommend only), or scale_on: requests")
 
     def check_images_and_auth(self) -> None:
         """The built images' tag and registry, and how clients authenticate."""

@@ -17,7 +17,7 @@ with new pods serving only after a start-up delay.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,13 +232,15 @@ def load_trace(path: str | Path = TRACE_PATH) -> Any:
 
 def simulate_hpa(trace: Any, capacity_rps: float, target: float, min_replicas: int = 1, max_replicas: int = 20,
                  startup_s: float = 30, sync_period_s: float = SYNC_PERIOD_S, initial_replicas: int | None = None,
-                 **behavior: Any) -> Any:
+                 metric: Callable[[float], float] | None = None, **behavior: Any) -> Any:
     """Replay a requests-per-second trace through the HPA loop; one row per sync.
 
-    The load spreads evenly over the ready pods (a least-connections balancer); the metric the HPA reads is
-    requests/s per ready pod; a pod the HPA adds serves after `startup_s`. `behavior`: scale_up=, scale_down=,
-    tolerance= (see HPA). Columns: time_s, requests_per_second, replicas (what the HPA set), ready, per_pod_rps,
-    capacity_rps (ready × capacity), overloaded (demand above capacity).
+    The load spreads evenly over the ready pods (a least-connections balancer); each ready pod reports
+    `metric(its requests/s)` (default: the requests/s themselves; e.g. `utilization.gpu_utilization_percent`),
+    pods still starting report 0, and the HPA reads the average over all pods. A pod the HPA adds serves after
+    `startup_s`. `behavior`: scale_up=, scale_down=, tolerance= (see HPA). Columns: time_s, requests_per_second,
+    replicas (what the HPA set), ready, per_pod_rps, metric (what the HPA read), capacity_rps (ready × capacity),
+    overloaded (demand above capacity).
     """
     import numpy as np
     import pandas as pd
@@ -259,7 +261,9 @@ def simulate_hpa(trace: Any, capacity_rps: float, target: float, min_replicas: i
         replicas = ready + len(starting)
         # Pods still starting report no load: the HPA then assumes 0 for them when scaling up (as Kubernetes
         # does for pods without metrics), so the average is over all pods, not only the ready ones.
-        new = hpa.step(now, replicas, rate / replicas)
+        per_ready = rate / max(ready, 1)
+        read = (metric(per_ready) if metric else per_ready) * ready / replicas
+        new = hpa.step(now, replicas, read)
         if new > replicas:
             starting += [now + startup_s] * (new - replicas)
         elif new < replicas:
@@ -268,7 +272,7 @@ def simulate_hpa(trace: Any, capacity_rps: float, target: float, min_replicas: i
             starting = starting[:len(starting) - cut]
             ready -= drop - cut
         rows.append({"time_s": now, "requests_per_second": rate, "replicas": new, "ready": ready,
-                     "per_pod_rps": rate / max(ready, 1), "capacity_rps": ready * capacity_rps,
+                     "per_pod_rps": rate / max(ready, 1), "metric": read, "capacity_rps": ready * capacity_rps,
                      "overloaded": rate > ready * capacity_rps})
         now += sync_period_s
     return pd.DataFrame(rows)

@@ -153,6 +153,10 @@ BAD_SPECS = {
     "scale on requests without metrics": (dict(engine="ollama", scale_on="requests"), "scale_on", "exports no metrics"),
     "unknown scaling signal": (dict(scale_on="queue"), "scale_on", "unknown 'queue'"),
     "zero requests per pod": (dict(scale_on="requests", target_requests=0), "target_requests", "must be a number > 0"),
+    "scale on the GPU of a CPU deployment": (dict(scale_on="gpu"), "scale_on", "needs a GPU deployment"),
+    "GPU target above 100": (dict(target_gpu_percent=120), "target_gpu_percent", "whole number 1-100"),
+    "unknown VPA mode": (dict(vpa_mode="Sometimes"), "vpa_mode", "unknown updateMode 'Sometimes'"),
+    "VPA and CPU HPA fighting": (dict(vpa_mode="Recreate"), "vpa_mode", "would fight"),
 }
 
 
@@ -431,6 +435,45 @@ def test_scaling_on_requests_renders_a_pods_metric_hpa_and_its_adapter_rule(case
     assert LOAD_METRIC in (tmp_path / "NOTES.md").read_text()
 
 
+def test_scaling_on_the_gpu_renders_a_dcgm_hpa_and_an_adapter_rule_on_exported_pod_labels(tmp_path: Path) -> None:
+    from slmlab.deploy.spec import GPU_METRIC
+
+    render_to(DeploymentSpec(name="chat", scale_on="gpu", target_gpu_percent=80, **CASES["vllm-gpu"]), tmp_path)
+    report = check_dir(tmp_path)
+    assert report.ok, report.summary()
+    hpa = next(m.data for m in k8s.load_dir(tmp_path) if m.kind == "HorizontalPodAutoscaler")
+    assert hpa["spec"]["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": GPU_METRIC},
+                                                                "target": {"type": "AverageValue",
+                                                                           "averageValue": "80"}}}]
+    rule = yaml.safe_load((tmp_path / "helm" / "prometheus-adapter-values.yaml").read_text())["rules"]["custom"][0]
+    assert rule["seriesQuery"] == '{__name__="DCGM_FI_DEV_GPU_UTIL",exported_namespace="slm",exported_pod!=""}'
+    assert rule["resources"]["overrides"] == {"exported_namespace": {"resource": "namespace"},
+                                              "exported_pod": {"resource": "pod"}}
+    assert rule["name"]["as"] == GPU_METRIC
+    notes = (tmp_path / "NOTES.md").read_text()
+    assert "DCGM_EXPORTER_KUBERNETES=true" in notes and GPU_METRIC in notes
+
+
+def test_a_vpa_is_rendered_only_on_request_and_checked_against_its_crd_schema(tmp_path: Path) -> None:
+    assert not any("vpa" in path for path in render_all(DeploymentSpec(name="chat")))
+    spec = DeploymentSpec(name="chat", scale_on="requests", vpa_mode="InPlaceOrRecreate")
+    render_to(spec, tmp_path)
+    assert check_dir(tmp_path).ok, check_dir(tmp_path).summary()
+    vpa = next(m for m in k8s.load_dir(tmp_path) if m.kind == "VerticalPodAutoscaler")
+    assert vpa.path == "k8s/09-vpa.yaml" and k8s.validate_manifest(vpa) == []
+    policy = vpa.data["spec"]["resourcePolicy"]["containerPolicies"][0]
+    assert policy["minAllowed"]["memory"] == spec.plan().memory  # never below the model's footprint
+    assert vpa.data["spec"]["updatePolicy"]["updateMode"] == "InPlaceOrRecreate"
+    misspelt = copy.deepcopy(vpa.data)
+    misspelt["spec"]["updatePolicy"] = {"updatemode": "Off"}  # strict, as kubectl --validate=strict
+    misspelt["spec"]["resourcePolicy"]["containerPolicies"][0]["controlledValues"] = "Everything"
+    found = k8s.validate_manifest(k8s.Manifest("vpa.yaml", 0, misspelt))
+    assert len(found) == 2 and any("updatemode" in f.message for f in found), found
+    assert any("Everything" in f.message for f in found), found
+    # a CPU HPA and a VPA that only recommends (Off) may live together
+    assert DeploymentSpec(vpa_mode="Off").problems() == []
+
+
 def test_scaling_on_cpu_renders_no_adapter_and_parallel_is_the_default_target() -> None:
     files = render_all(DeploymentSpec(name="chat", **CASES["vllm-cpu"]))
     assert not any(path.startswith("helm/prometheus-adapter") for path in files)  # (the bundle's chart is there)
@@ -452,6 +495,10 @@ def test_adapter_check_catches_a_broken_query_and_a_missing_rule() -> None:
     assert problems[0].where == "rules.custom[0].metricsQuery" and problems[0].rule == "promql"
     missing = check_adapter_values("rules: {default: false}")
     assert missing[0].where == "rules.custom" and "lists no rule" in missing[0].message
+    gpu = render_all(DeploymentSpec(name="chat", scale_on="gpu", **CASES["vllm-gpu"]))[VALUES_PATH]
+    assert check_adapter_values(gpu) == []
+    broken_gpu = check_adapter_values(gpu.replace("avg by (<<.GroupBy>>)", "avg by (<<.GroupBy>>"))
+    assert [p.where for p in broken_gpu] == ["rules.custom[0].metricsQuery"]
 
 
 @pytest.mark.skipif(promtool_path() is None, reason="promtool not installed (apt-get install prometheus)")
