@@ -1,4 +1,5 @@
-"""`slmlab setup vllm`, `setup onnx` and `setup llamacpp`: one-time set-up steps (registered by slmlab.cli)."""
+"""`slmlab setup vllm`, `setup onnx`, `setup olive` and `setup llamacpp`: one-time set-up steps (registered by
+slmlab.cli)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,27 @@ def cmd_setup_onnx(args: argparse.Namespace) -> int:
     for variant, folder in folders.items():
         built = (read_marker(folder) or {}).get("created", "?")
         print(f"{variant:>13}  {onnx_quantize.folder_mb(folder):7.1f} MB  {folder}  (built {built})")
+    return 0
+
+
+def cmd_setup_olive(args: argparse.Namespace) -> int:
+    """Create Olive's virtualenv, then run Olive's jobs on the default model into the cache (or print the commands)."""
+    from slmlab.convert import olive_cli
+    from slmlab.setup.olive_env import olive_venv, setup_commands, setup_olive_venv
+
+    if args.dry_run:
+        for cmd in setup_commands(olive_venv()):
+            print(" ".join(cmd))
+        for name, job in olive_cli.JOBS.items():
+            print(f"{olive_cli.shown(olive_cli.olive_command(job, '<hf folder>', '<output>'))}  # {name}")
+        return 0
+    setup_olive_venv(force=args.force)
+    if args.venv_only:
+        return 0
+    runs = olive_cli.prepare(args.model, force=args.rerun)
+    for name, run in runs.items():
+        result = f"wrote {run.output}" if run.ok else f"no model: {run.error or 'see ' + run.log}"
+        print(f"{name:>18}  exit {run.returncode}  {run.seconds:5.1f} s  {run.peak_rss_mb:5.0f} MB  {result}")
     return 0
 
 
@@ -66,7 +88,7 @@ def _where_ui() -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `setup` (with `vllm`, `onnx`, `llamacpp` and `containers`) to slmlab's subcommands."""
+    """Add `setup` (with `vllm`, `onnx`, `olive`, `llamacpp` and `containers`) to slmlab's subcommands."""
     from slmlab.convert.onnx_quantize import SETUP_VARIANTS
 
     setup = sub.add_parser("setup", help="one-time set-up: engines with their own environment, prebuilt models")
@@ -89,6 +111,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     onnx.add_argument("variants", nargs="*", default=list(SETUP_VARIANTS),
                       help=f"which variants (default: {' '.join(SETUP_VARIANTS)})")
     onnx.set_defaults(func=cmd_setup_onnx)
+
+    olive = what.add_parser(
+        "olive", help="Microsoft Olive's own virtualenv (olive-ai 0.13.0, ~1.5 min, 1.8 GB), then its runs (~1.5 min)",
+        description="Create Olive's own virtualenv, once per machine in ~/.cache/slmlab/venvs/ (Olive's ModelBuilder "
+                    "pass needs onnxruntime-genai 0.14, the course has 0.18), then run Olive's CLI offline on the "
+                    "default model's Hugging Face folder (auto-opt int4 and int8, optimize, quantize --algorithm "
+                    "rtn) and keep what each did in ~/.cache/slmlab/converted/olive-runs/. The int4 build peaks near "
+                    "1.9 GB, over a notebook's budget, so it runs here once and notebook 1.4 reads the cache.")
+    olive.add_argument("--model", default="smollm2-135m-instruct", help="bundled model name or GGUF path")
+    olive.add_argument("--force", action="store_true", help="rebuild the virtualenv even if it is complete")
+    olive.add_argument("--rerun", action="store_true", help="run Olive's jobs again even if they are cached")
+    olive.add_argument("--venv-only", action="store_true", help="make the virtualenv, run no conversion")
+    olive.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    olive.set_defaults(func=cmd_setup_olive)
 
     llamacpp = what.add_parser(
         "llamacpp", help="build llama.cpp's own programs (llama-server, llama-quantize …) once (10-14 CPU-min, 87 MB)",

@@ -173,6 +173,19 @@ def check_vllm() -> Check:
         return Check("vLLM virtualenv", False, err.problem, err.hint, required=False)
 
 
+def check_olive() -> Check:
+    """Is Olive's own virtualenv there (`slmlab setup olive`)? Optional: without it 1.4 skips its Olive runs."""
+    from slmlab.setup.olive_env import olive_program, olive_version
+
+    try:
+        program = olive_program()
+        return Check("Olive virtualenv", True, f"olive-ai {olive_version(program.parent.parent)}, {program}",
+                     required=False)
+    except SlmLabError as err:
+        return Check("Olive virtualenv", False, f"{err.problem} Notebook 1.4 skips its Olive section.", err.hint,
+                     required=False)
+
+
 def check_onnx_models() -> Check:
     """Are the ONNX variants prebuilt (`slmlab setup onnx`)? Missing ones are built on first use, at ~1.9 GB."""
     from slmlab.convert.gguf_to_onnx import read_marker
@@ -230,7 +243,7 @@ def run_doctor(ollama_timeout: float = 1.5) -> DoctorReport:
     checks += [check_package(d, e) for d, e in CORE_PACKAGES + OPTIONAL_PACKAGES]
     checks += check_models()
     checks += [check_memory(), check_cpu(), check_gpu(), check_disk(), check_ollama(ollama_timeout), check_hub()]
-    checks += [check_onnx_models(), check_vllm(), check_llamacpp(), check_programs()]
+    checks += [check_onnx_models(), check_olive(), check_vllm(), check_llamacpp(), check_programs()]
     checks += check_languages()
     from slmlab.setup.container_checks import container_checks
 
