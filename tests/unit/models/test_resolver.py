@@ -181,3 +181,35 @@ def test_each_bundled_model_carries_its_own_licence():
         if key in catalog.CATALOG:
             assert bundled.licence == catalog.get(key).license
     assert models.resolve("smollm2-135m-instruct").licence == "Apache-2.0"
+
+
+def test_file_type_read_from_the_header_alone_equals_the_full_parse(tmp_path):
+    import numpy as np
+    from gguf import GGUFWriter, LlamaFileType
+
+    from slmlab.models.gguf import read_file_type
+
+    bundled = models.resolve(verify=False).path
+    assert read_file_type(bundled) == inspect_gguf(bundled).file_type == "Q4_1"
+
+    def written(name: str, file_type: LlamaFileType | None) -> object:
+        writer = GGUFWriter(str(tmp_path / name), "llama")
+        writer.add_token_list(["<s>", "héllo", ""])  # arrays of strings, numbers and flags come before the key
+        writer.add_token_scores([0.0, -1.5, 2.0])
+        writer.add_array("test.flags", [True, False])
+        writer.add_string("test.text", "x" * 300)
+        if file_type is not None:
+            writer.add_file_type(file_type)
+        writer.add_tensor("output_norm.weight", np.ones(8, dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return tmp_path / name
+
+    quantized = written("q8.gguf", LlamaFileType.MOSTLY_Q8_0)
+    assert read_file_type(quantized) == inspect_gguf(quantized).file_type == "Q8_0"
+    assert read_file_type(written("none.gguf", None)) == "unknown"
+    (tmp_path / "not.gguf").write_bytes(b"PK\x03\x04")
+    with pytest.raises(SlmLabError, match="not a usable GGUF file"):
+        read_file_type(tmp_path / "not.gguf")

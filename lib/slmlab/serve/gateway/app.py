@@ -5,8 +5,10 @@
 Endpoints: ``POST /v1/chat/completions`` (OpenAI's shape; ``"stream": true`` answers with server-sent events,
 ``data: {...}`` chunks then ``data: [DONE]``), ``GET /v1/models``, ``GET /healthz`` (the process is alive),
 ``GET /readyz`` (the model is loaded and answers: 503 otherwise), ``GET /metrics`` (Prometheus) and ``GET /``
-(a small chat page that streams answers). One model instance answers one request at a time (the others wait);
-generation runs in a worker thread, so the event loop keeps serving health checks and metrics meanwhile.
+(a small chat page that streams answers). Every ``/v1/...`` route also answers at ``/openai/v1/...``, the
+path of Azure's OpenAI v1 API, and a key may come in Azure's ``api-key`` header (``azure_v1``). One model
+instance answers one request at a time (the others wait); generation runs in a worker thread, so the event loop
+keeps serving health checks and metrics meanwhile.
 
 Errors are OpenAI-style bodies: invalid JSON or fields → 400 naming the field; a prompt longer than the
 context → 400 saying the limit; max_tokens over the cap → 400; a crashed or closed model → 503 (and /readyz
@@ -43,6 +45,7 @@ from slmlab.errors import SlmLabError
 from slmlab.monitoring.structured_log import RequestLogMiddleware, configure_logging, uvicorn_log_options
 from slmlab.process import HOST
 from slmlab.serve.gateway import routes_chat, routes_ops, routes_page
+from slmlab.serve.gateway.azure_v1 import AzureV1Alias
 from slmlab.serve.gateway.metrics import MetricsMiddleware, ServiceMetrics
 from slmlab.serve.gateway.security import ApiKeys, RateLimiter, SecurityMiddleware, add_cors, check_bind_host
 from slmlab.serve.gateway.settings import (
@@ -119,7 +122,8 @@ def _route_table(app: FastAPI, routers: Sequence[APIRouter]) -> list[BaseRoute]:
 
 
 def _add_middleware(app: FastAPI, state: Gateway, routes: Sequence[BaseRoute]) -> None:
-    """Security (keys, rate, size), CORS and metrics; the last added runs first, so metrics count every answer."""
+    """Security (keys, rate, size), CORS, metrics and Azure's path alias; the last added runs first, so metrics
+    count every answer."""
     settings, metrics = state.settings, state.metrics
     protected = ("/v1/",) if settings.metrics_public else ("/v1/", "/metrics")
     app.add_middleware(SecurityMiddleware, keys=ApiKeys(settings.api_keys),
@@ -128,6 +132,7 @@ def _add_middleware(app: FastAPI, state: Gateway, routes: Sequence[BaseRoute]) -
                        on_reject=lambda reason: metrics.rejected.labels(reason).inc())
     add_cors(app, settings.cors_origins)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: routes)
+    app.add_middleware(AzureV1Alias)  # /openai/v1/... is /v1/... for everything inside; the log keeps the original
     app.add_middleware(RequestLogMiddleware, service="gateway")  # outermost: one log line per request, its id
 
 

@@ -9,7 +9,8 @@ Every HTTP service in the kit (``slmlab.serve.gateway.app`` and what is built on
 - Keys are compared in constant time (``hmac.compare_digest`` on SHA-256 digests, so neither the content nor
   the length of a key leaks through timing) and are never logged or echoed: a key is known to logs and metrics
   only by its id, ``key-`` + the first 8 hex digits of its SHA-256.
-- A missing or wrong key gets 401 with ``WWW-Authenticate: Bearer``; a key past its rate gets 429 with
+- A key travels in ``Authorization: Bearer <key>`` (OpenAI's clients) or in ``api-key: <key>`` (Azure's header);
+  a missing or wrong key gets 401 with ``WWW-Authenticate: Bearer``; a key past its rate gets 429 with
   ``Retry-After``; a body over the cap gets 413 (checked before the body is read when Content-Length says so).
 - CORS is off unless origins are listed (then only those, never ``*``); servers bind 127.0.0.1 unless told
   otherwise, and listening on another address without API keys is refused (``check_bind_host``).
@@ -131,6 +132,17 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     value = headers.get("authorization") or ""
     scheme, _, token = value.partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def presented_keys(headers: Mapping[str, str]) -> list[str]:
+    """The keys a request presents: its Bearer token, and Azure's ``api-key`` header (lower-case header names).
+
+    Azure OpenAI takes a key in ``api-key`` and Microsoft Entra ID tokens as Bearer; the openai client sends its
+    api_key as Bearer. A request is let in when one of them is a valid key.
+    https://learn.microsoft.com/azure/ai-foundry/openai/api-version-lifecycle
+    """
+    azure = (headers.get("api-key") or "").strip()
+    return [key for key in (bearer_token(headers), azure) if key]
 
 
 # ---------------------------------------------------------------------------------------------- rate limits
@@ -267,7 +279,7 @@ def add_cors(app: Any, origins: Sequence[str]) -> None:
     from starlette.middleware.cors import CORSMiddleware
 
     app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
-                       allow_headers=["Authorization", "Content-Type"], max_age=600)
+                       allow_headers=["Authorization", "api-key", "Content-Type"], max_age=600)
 
 
 # ---------------------------------------------------------------------------------------------- the middleware
@@ -304,12 +316,12 @@ class SecurityMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         client = None
         if self.keys.enabled:
-            token = bearer_token(headers)
-            client = self.keys.identify(token)
+            presented = presented_keys(headers)
+            client = next((ident for ident in map(self.keys.identify, presented) if ident), None)
             if client is None:
                 message = ("This endpoint needs an API key: send the header 'Authorization: Bearer <key>'."
-                           if token is None else "The API key is not valid.")
-                challenge = 'Bearer realm="slmlab"' + ('' if token is None else ', error="invalid_token"')
+                           if not presented else "The API key is not valid.")
+                challenge = 'Bearer realm="slmlab"' + ('' if not presented else ', error="invalid_token"')
                 await self._reject(send, 401, error_body(message, "invalid_api_key"), "unauthorized",
                                    [(b"www-authenticate", challenge.encode())])
                 return
