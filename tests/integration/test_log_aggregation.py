@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from slmlab.errors import SlmLabError
 from slmlab.monitoring import log_queries
 
 pytestmark = [pytest.mark.slow,
@@ -38,6 +39,8 @@ def test_rsyslog_starts_checks_and_stops_and_keeps_non_json_apart():
         table = agg.read()
         assert list(table["msg"]) == ["json"] and list(table["app"]) == ["probe"]
         assert "plain text" in agg.unparsed_file.read_text()
+        with pytest.raises(SlmLabError, match="No request line of gateway, ollama for request id nobody"):
+            agg.wait_for_request("nobody", timeout=0.3)
     assert not agg.running and not workdir.exists()
 
 
@@ -57,6 +60,8 @@ def test_one_request_followed_from_gateway_to_engine_and_the_engine_killed():
             given = client.post("/v1/chat/completions", json={**body, "stream": True},
                                 headers={"X-Request-ID": "trace-me-1"})
             made = client.post("/v1/chat/completions", json=body)
+            for rid in ("trace-me-1", made.headers["x-request-id"]):  # servers log after answering: wait for it
+                agg.wait_for_request(rid)
             kill_server(ollama)
             failed = client.post("/v1/chat/completions", json=body)
         assert given.status_code == made.status_code == 200 and failed.status_code >= 500

@@ -161,6 +161,24 @@ class RsyslogServer(ServerProcess):
                                   f"{self.log_path}; messages that were not JSON: {self.unparsed_file}")
             time.sleep(0.1)
 
+    def wait_for_request(self, request_id: str, services: tuple[str, ...] = ("gateway", "ollama"),
+                         timeout: float = 10) -> Any:
+        """Wait until each of `services` has logged its request line for `request_id` (a server logs after it
+        answers, so a client can be ahead of the log); those lines as a DataFrame."""
+        from slmlab.monitoring.log_queries import follow, requests_of
+
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = requests_of(follow(self.read(), request_id))
+            missing = set(services) - set(lines["service"])
+            if not missing:
+                return lines
+            if time.monotonic() > deadline:
+                raise SlmLabError(f"No request line of {', '.join(sorted(missing))} for request id {request_id} "
+                                  f"reached {self.log_file} in {timeout:g} s.",
+                                  f"Do those servers log to {self.address} (--log-syslog) with --log-format json?")
+            time.sleep(0.1)
+
     def settle(self, quiet_s: float = 0.5, timeout: float = 10) -> int:
         """Wait until no new line has arrived for `quiet_s` (what the servers sent is written); the line count."""
         deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
