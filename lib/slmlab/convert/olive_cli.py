@@ -16,19 +16,11 @@ peaks near 1.9 GB, over a notebook's 1.5 GB.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
-import re
 import shlex
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,6 +30,7 @@ from typing import Any
 
 from slmlab.convert import gguf_to_onnx as convert
 from slmlab.convert import onnx_quantize
+from slmlab.convert.tool_run import clean_log, last_exception, run_logged, source_id
 from slmlab.errors import SlmLabError
 from slmlab.models.resolver import DEFAULT_MODEL
 from slmlab.setup import olive_env
@@ -66,8 +59,6 @@ JOBS: dict[str, OliveJob] = {
 }
 RUNS_FOLDER = "olive-runs"
 TIMEOUT_S = 900.0
-_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt)\b.*")
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @dataclass
@@ -126,26 +117,6 @@ def shown(command: Sequence[str]) -> str:
     return shlex.join(words)
 
 
-def clean_log(text: str) -> list[str]:
-    """Olive's log as lines: colour codes dropped, each progress bar (redrawn with \\r) kept at its last state.
-
-    Read the log with its \\r intact (bytes, decoded): read_text() would turn each one into a line break."""
-    lines = []
-    for raw in _ANSI.sub("", text).split("\n"):  # not splitlines(): it would split at every \r too
-        parts = [p for p in raw.split("\r") if p.strip()]
-        if parts:
-            lines.append(parts[-1].rstrip())
-    return lines
-
-
-def last_exception(lines: Sequence[str]) -> str:
-    """The last line that names a Python exception (`KeyError: …`), or ''."""
-    for line in reversed(lines):
-        if _EXCEPTION_LINE.match(line.strip()):
-            return line.strip()
-    return ""
-
-
 def runs_dir() -> Path:
     """Where the run records live: <cache>/converted/olive-runs/."""
     return convert.converted_dir() / RUNS_FOLDER
@@ -182,7 +153,8 @@ def run_job(name: str, hf_dir: str | os.PathLike, program: str | os.PathLike, mo
         out_tmp = work / "output"
         command = olive_command(job, hf_dir, out_tmp, program)
         echo(f"[olive] {shown(command)}")
-        code, seconds, peak_mb = _execute(command, work, log_path, echo, timeout)
+        code, seconds, peak_mb = run_logged(command, work, log_path, olive_env.tool_env(), echo, timeout,
+                                            progress=_is_pass_line, tag="olive")
         lines = clean_log(log_path.read_bytes().decode("utf-8", "replace"))
         output = None
         if (out_tmp / "genai_config.json").is_file() and (out_tmp / "model.onnx").is_file():
@@ -199,39 +171,8 @@ def run_job(name: str, hf_dir: str | os.PathLike, program: str | os.PathLike, mo
     return run
 
 
-def _execute(command: list[str], cwd: Path, log_path: Path, echo: Callable[[str], None],
-             timeout: float) -> tuple[int, float, float]:
-    """Run `command` with its output in `log_path`, echoing Olive's pass lines; (exit status, seconds, peak RSS MB).
-
-    The peak RSS is the child's own (wait4's ru_maxrss), not this process's. Past `timeout`, or on Ctrl-C, Olive's
-    whole process group is killed.
-    """
-    begin = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8", newline="") as log:
-        proc = subprocess.Popen(command, cwd=cwd, env=olive_env.tool_env(), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        timer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
-        timer.start()
-        try:
-            assert proc.stdout is not None
-            # newline="": progress bars keep their \r in the log (text=True would turn each redraw into a line)
-            for line in io.TextIOWrapper(proc.stdout, encoding="utf-8", errors="replace", newline=""):
-                log.write(line)
-                if "Running pass" in line or "finished in" in line:
-                    echo(f"[olive]   {line.split('] ', 2)[-1].strip()}")
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-        finally:
-            timer.cancel()
-            if proc.returncode is None:  # interrupted: stop Olive and whatever it started
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    seconds = time.perf_counter() - begin
-    if seconds >= timeout:
-        raise SlmLabError(f"Olive ran longer than {timeout:.0f} s and was stopped: {shown(command)}",
-                          f"Read its log ({log_path}); on a slower machine pass a larger timeout.")
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return proc.returncode, seconds, usage.ru_maxrss * scale / 1e6
+def _is_pass_line(line: str) -> bool:
+    return "Running pass" in line or "finished in" in line
 
 
 def _keep_model(folder: Path, out: Path, identity: dict[str, Any], command: list[str], log_path: Path) -> Path:
@@ -256,11 +197,8 @@ def _job(name: str) -> OliveJob:
 
 def _identity(hf_dir: Path, name: str, venv: Path) -> dict[str, Any]:
     """What a cached run must match: Olive's version and pins, the source folder, the job's options."""
-    marker = convert.read_marker(hf_dir)
-    source = (hashlib.sha256(json.dumps(marker, sort_keys=True).encode()).hexdigest() if marker
-              else convert._folder_sha256(hf_dir))
     job = _job(name)
-    return {"olive": olive_env.olive_version(venv), "pins": list(olive_env.PINS), "source_id": source,
+    return {"olive": olive_env.olive_version(venv), "pins": list(olive_env.PINS), "source_id": source_id(hf_dir),
             "job": [job.subcommand, *job.options]}
 
 
