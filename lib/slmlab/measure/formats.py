@@ -6,6 +6,7 @@ Every variant runs in a fresh Python process (:func:`slmlab.process.run_worker`)
     onnx   ONNX Runtime: plain onnxruntime scores the text (ORT GenAI returns the last position's logits only),
            ONNX Runtime GenAI generates
     mlx    Apple MLX through mlx_lm (on Linux: its CPU backend)
+    litert LiteRT's interpreter (ai-edge-litert) on a litert-torch .tflite: its `prefill_32` and `decode` signatures
 
 Each gets the *same token ids*: the held-out text's first tokens, scored in one window (every token predicted from
 all the tokens before it), and one chat prompt, after which it decodes greedily, timed token by token after a
@@ -35,7 +36,8 @@ from slmlab.process import run_worker, worker_main
 
 WARMUP_PROMPT = 8  # the warm-up run (first calls allocate and compile) decodes after this many prompt tokens
 FORMATS = {"gguf": "llama.cpp (llama-cpp-python)", "onnx": "ONNX Runtime (+ GenAI for decoding)",
-           "mlx": "Apple MLX (mlx_lm, CPU backend on Linux)"}
+           "mlx": "Apple MLX (mlx_lm, CPU backend on Linux)", "litert": "LiteRT (ai-edge-litert's interpreter)"}
+WEIGHT_FILES = {"onnx": "model.onnx*", "mlx": "*.safetensors", "litert": "*.tflite"}  # in a model folder
 
 
 def check_format(fmt: str) -> str:
@@ -47,15 +49,16 @@ def check_format(fmt: str) -> str:
 
 
 def size_bytes(fmt: str, path: str | os.PathLike) -> int:
-    """Bytes of the weights: a GGUF file; an ONNX folder's model.onnx + model.onnx.data; an MLX folder's safetensors."""
+    """Bytes of the weights: a GGUF file; an ONNX folder's model.onnx + model.onnx.data; an MLX folder's safetensors;
+    a LiteRT folder's .tflite file."""
     fmt, path = check_format(fmt), Path(path)
     if fmt == "gguf":
         if not path.is_file():
             raise SlmLabError(f"{path} is not a GGUF file.", "Pass the path of a .gguf file.")
         return path.stat().st_size
-    files = [p for p in path.glob("model.onnx*")] if fmt == "onnx" else list(path.glob("*.safetensors"))
+    files = list(path.glob(WEIGHT_FILES[fmt]))
     if not path.is_dir() or not files:
-        what = "model.onnx" if fmt == "onnx" else "*.safetensors"
+        what = WEIGHT_FILES[fmt]
         raise SlmLabError(f"{path} is not a {fmt} model folder (no {what}).", f"Build the {fmt} variant first.")
     return sum(p.stat().st_size for p in files)
 
@@ -170,7 +173,7 @@ def plot(table: Any, title: str = "") -> Any:
               ("perplexity", "perplexity (log scale, lower is better)", "{:.3g}", True),
               ("agreement", "next-token agreement with the reference", "{:.0%}", False)]
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
-    colors = {"gguf": "tab:blue", "onnx": "tab:orange", "mlx": "tab:green"}
+    colors = {"gguf": "tab:blue", "onnx": "tab:orange", "mlx": "tab:green", "litert": "tab:red"}
     for ax, (column, label, fmt, log) in zip(axes, panels, strict=True):
         values = table[column].astype(float)
         bars = ax.bar(table.index, values, color=[colors.get(f, "tab:gray") for f in table["format"]])
@@ -311,6 +314,42 @@ def _mlx(path: str, ids: list[int], prompt: list[int], gen: int, threads: int | 
     return {"load_s": load_s, "nll": nll, "argmax": best, "generated": out, "times": times}
 
 
+def _litert(path: str, ids: list[int], prompt: list[int], gen: int, threads: int | None) -> dict[str, Any]:
+    from slmlab.backends.litert import LiteRtDecoder
+
+    start = perf_counter()
+    model = LiteRtDecoder(path, threads)
+    load_s = perf_counter() - start
+    nll, best = nll_and_argmax(model.score(ids), ids)  # `decode` returns logits, `prefill` only fills the cache
+    eos = _litert_eos(Path(path))
+
+    def run(count: int, prompt: list[int] = prompt) -> tuple[list[int], list[float]]:
+        out, times = [], []
+        for token in model.generate(prompt, count, eos):
+            out.append(token)
+            times.append(perf_counter())
+        return out, times
+
+    run(2, prompt[:WARMUP_PROMPT])
+    out, times = run(gen)
+    return {"load_s": load_s, "nll": nll, "argmax": best, "generated": out, "times": times}
+
+
+def _litert_eos(folder: Path) -> set[int]:
+    """The end-of-sequence ids of the model a LiteRT folder was converted from (its marker names the HF folder)."""
+    from slmlab.convert.gguf_to_onnx import read_marker
+
+    command = (read_marker(folder) or {}).get("command", [])
+    source = next((arg.split("=", 1)[1] for arg in command if arg.startswith("--checkpoint_path=")), "")
+    for name in ("generation_config.json", "config.json"):
+        config = Path(source) / name
+        if source and config.is_file():
+            eos = json.loads(config.read_text()).get("eos_token_id")
+            if eos is not None:
+                return set(eos) if isinstance(eos, list) else {int(eos)}
+    return set()
+
+
 def _worker(argv: Sequence[str]) -> dict[str, Any]:
     """``--worker FORMAT PATH IDS_JSON --gen N [--threads T]``: what measure() runs in a fresh process."""
     parser = argparse.ArgumentParser(prog="python -m slmlab.measure.formats")
@@ -322,7 +361,7 @@ def _worker(argv: Sequence[str]) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     data = json.loads(Path(args.ids_json).read_text())
-    engine = {"gguf": _gguf, "onnx": _onnx, "mlx": _mlx}[args.format]
+    engine = {"gguf": _gguf, "onnx": _onnx, "mlx": _mlx, "litert": _litert}[args.format]
     result = engine(args.path, data["ids"], data["prompt"], args.gen, args.threads)
     times = result.pop("times")
     return {**result, "decode_tok_s": tokens_per_second(times), "peak_rss_mb": _peak_rss_mb()}

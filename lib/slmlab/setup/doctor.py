@@ -186,6 +186,26 @@ def check_olive() -> Check:
                      required=False)
 
 
+def check_litert() -> Check:
+    """Is the LiteRT Torch venv there with its conversion (`slmlab setup litert`)? Optional: 1.6 leaves LiteRT out."""
+    from slmlab.convert.litert_cli import read_run
+    from slmlab.models.resolver import DEFAULT_MODEL
+    from slmlab.setup.litert_env import litert_python, litert_torch_version
+
+    try:
+        python = litert_python()
+    except SlmLabError as err:
+        return Check("LiteRT Torch virtualenv", False, f"{err.problem} Notebook 1.6 leaves LiteRT out.", err.hint,
+                     required=False)
+    run = read_run(DEFAULT_MODEL)
+    converted = "nothing converted yet (slmlab setup litert converts it)"
+    if run is not None and run.ok and run.output:
+        converted = f"{Path(run.output).name} converted"
+    return Check("LiteRT Torch virtualenv", True,
+                 f"litert-torch {litert_torch_version(python.parents[1])}, {python.parents[1]}; {converted}",
+                 required=False)
+
+
 def check_onnx_models() -> Check:
     """Are the ONNX variants prebuilt (`slmlab setup onnx`)? Missing ones are built on first use, at ~1.9 GB."""
     from slmlab.convert.gguf_to_onnx import read_marker
@@ -243,7 +263,7 @@ def run_doctor(ollama_timeout: float = 1.5) -> DoctorReport:
     checks += [check_package(d, e) for d, e in CORE_PACKAGES + OPTIONAL_PACKAGES]
     checks += check_models()
     checks += [check_memory(), check_cpu(), check_gpu(), check_disk(), check_ollama(ollama_timeout), check_hub()]
-    checks += [check_onnx_models(), check_olive(), check_vllm(), check_llamacpp(), check_programs()]
+    checks += [check_onnx_models(), check_olive(), check_litert(), check_vllm(), check_llamacpp(), check_programs()]
     checks += check_languages()
     from slmlab.setup.container_checks import container_checks
 

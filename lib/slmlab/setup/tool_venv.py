@@ -95,7 +95,7 @@ class ToolVenv:
 
     def make(self, force: bool = False, echo: Callable[[str], None] = print,
              run: Callable[[Sequence[str]], int] | None = None,
-             finish: Callable[[Path], None] | None = None) -> Path:
+             finish: Callable[[Path], object] | None = None) -> Path:
         """Make the venv (skipped when complete, unless `force`) and return its program; never leave half of it.
 
         `run` runs one command and returns its exit status (default: subprocess.call with tool_env()); `finish`

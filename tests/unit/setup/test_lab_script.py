@@ -293,7 +293,7 @@ def test_the_package_step_runs_again_only_when_pyproject_changes(tmp_path):
 def test_bad_arguments_name_the_valid_ones(tmp_path):
     checkout(tmp_path)
     run = run_lab(tmp_path, "--skip", "vlm")
-    steps = "venv pip system onnx llamacpp containers vllm olive"
+    steps = "venv pip system onnx llamacpp containers vllm olive litert"
     assert run.returncode == 2 and f"no step 'vlm'; the steps are: {steps}" in run.stderr
     run = run_lab(tmp_path, "test", "unit")
     assert run.returncode == 2 and "the test groups are: fast integration notebooks" in run.stderr
