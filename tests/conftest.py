@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,34 @@ def browser():
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def tool_machine(tmp_path, monkeypatch) -> Callable[..., Path]:
+    """For the converter tests (tests/unit/convert/test_olive_cli.py, test_litert_cli.py).
+
+    make(venv_env, program, script, dist_info, calls_env): the cache at tmp/cache with the HF folder in it, and a
+    fake venv at tmp/<program>-venv whose bin/<program> runs `script` and records its arguments in tmp/calls."""
+    import json
+    import sys
+
+    from slmlab.convert import gguf_to_onnx as convert
+    from slmlab.convert import onnx_quantize
+
+    def make(venv_env: str, program: str, script: str, dist_info: str, calls_env: str) -> Path:
+        monkeypatch.setenv("SLMLAB_CACHE", str(tmp_path / "cache"))
+        venv = tmp_path / f"{program}-venv"
+        (venv / "bin").mkdir(parents=True)
+        (venv / "lib" / "python3.11" / "site-packages" / dist_info).mkdir(parents=True)
+        path = venv / "bin" / program
+        path.write_text(f"#!{sys.executable}\n{script}")
+        path.chmod(0o755)
+        monkeypatch.setenv(venv_env, str(venv))
+        monkeypatch.setenv(calls_env, str(tmp_path / "calls"))
+        hf = convert.converted_dir() / "smollm2-135m-instruct-hf"
+        hf.mkdir(parents=True)
+        (hf / "config.json").write_text("{}")
+        (hf / convert.MARKER).write_text(json.dumps({"source_sha256": "abc", "created": "then"}))
+        monkeypatch.setattr(onnx_quantize, "prepare", lambda variants, model: {"hf": hf})
+        return tmp_path
+    return make

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from slmlab.convert import gguf_to_onnx as convert
-from slmlab.convert import litert_cli, onnx_quantize
+from slmlab.convert import litert_cli
 from slmlab.errors import SlmLabError
 from slmlab.setup import doctor, litert_env
 
@@ -46,23 +46,10 @@ open(os.path.join(options["output_path"], name), "wb").write(b"TFL3" * 100)
 
 
 @pytest.fixture
-def machine(tmp_path, monkeypatch):
-    """A cache at tmp/cache with the model's HF folder, and a fake LiteRT Torch venv at tmp/litert-venv."""
-    monkeypatch.setenv("SLMLAB_CACHE", str(tmp_path / "cache"))
-    venv = tmp_path / "litert-venv"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "lib" / "python3.11" / "site-packages" / "litert_torch-0.10.0.dist-info").mkdir(parents=True)
-    program = venv / "bin" / "python"
-    program.write_text(f"#!{sys.executable}\n{FAKE_PYTHON}")
-    program.chmod(0o755)
-    monkeypatch.setenv(litert_env.VENV_ENV, str(venv))
-    monkeypatch.setenv("FAKE_LITERT_CALLS", str(tmp_path / "calls"))
-    hf = convert.converted_dir() / "smollm2-135m-instruct-hf"
-    hf.mkdir(parents=True)
-    (hf / "config.json").write_text("{}")
-    (hf / convert.MARKER).write_text(json.dumps({"source_sha256": "abc", "created": "then"}))
-    monkeypatch.setattr(onnx_quantize, "prepare", lambda variants, model: {"hf": hf})
-    return tmp_path
+def machine(tool_machine):
+    """A cache at tmp/cache with the model's HF folder, and a fake LiteRT Torch venv at tmp/python-venv."""
+    return tool_machine(litert_env.VENV_ENV, "python", FAKE_PYTHON, "litert_torch-0.10.0.dist-info",
+                        "FAKE_LITERT_CALLS")
 
 
 def calls(tmp_path: Path) -> list[str]:

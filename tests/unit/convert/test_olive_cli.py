@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from slmlab.convert import gguf_to_onnx as convert
-from slmlab.convert import olive_cli, onnx_quantize
+from slmlab.convert import olive_cli
 from slmlab.errors import SlmLabError
 from slmlab.setup import olive_env
 
@@ -53,23 +52,9 @@ print("No output model produced. Please check the log for details.")
 
 
 @pytest.fixture
-def machine(tmp_path, monkeypatch):
+def machine(tool_machine):
     """A cache at tmp/cache with the model's HF folder in it, and a fake Olive venv at tmp/olive-venv."""
-    monkeypatch.setenv("SLMLAB_CACHE", str(tmp_path / "cache"))
-    venv = tmp_path / "olive-venv"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "lib" / "python3.11" / "site-packages" / "olive_ai-0.13.0.dist-info").mkdir(parents=True)
-    program = venv / "bin" / "olive"
-    program.write_text(f"#!{sys.executable}\n{FAKE_OLIVE}")
-    program.chmod(0o755)
-    monkeypatch.setenv(olive_env.VENV_ENV, str(venv))
-    monkeypatch.setenv("FAKE_OLIVE_CALLS", str(tmp_path / "calls"))
-    hf = convert.converted_dir() / "smollm2-135m-instruct-hf"
-    hf.mkdir(parents=True)
-    (hf / "config.json").write_text("{}")
-    (hf / convert.MARKER).write_text(json.dumps({"source_sha256": "abc", "created": "then"}))
-    monkeypatch.setattr(onnx_quantize, "prepare", lambda variants, model: {"hf": hf})
-    return tmp_path
+    return tool_machine(olive_env.VENV_ENV, "olive", FAKE_OLIVE, "olive_ai-0.13.0.dist-info", "FAKE_OLIVE_CALLS")
 
 
 def calls(tmp_path: Path) -> list[str]:

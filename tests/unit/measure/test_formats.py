@@ -60,8 +60,16 @@ def test_size_bytes_reads_each_formats_weight_files(tmp_path):
     assert f.size_bytes("onnx", onnx) == 7
     with pytest.raises(SlmLabError, match="not a mlx model folder"):
         f.size_bytes("mlx", onnx)
-    with pytest.raises(SlmLabError, match="Unknown format"):
+    litert = tmp_path / "litert"
+    litert.mkdir()
+    (litert / "m_q8_ekv1024.tflite").write_bytes(b"x" * 5)
+    (litert / "litert-torch.log").write_bytes(b"x" * 50)
+    assert f.size_bytes("litert", litert) == 5
+    with pytest.raises(SlmLabError, match=r"not a litert model folder \(no \*\.tflite\)"):
+        f.size_bytes("litert", onnx)
+    with pytest.raises(SlmLabError, match="Unknown format") as unknown:
         f.check_format("tflite")
+    assert "litert" in unknown.value.hint
 
 
 @pytest.mark.fast
