@@ -192,9 +192,10 @@ def prepare(model: str = DEFAULT_MODEL, quantize: str = "dynamic_int8", force: b
     hf = onnx_quantize.prepare(["hf"], model)["hf"]
     model_name = hf.name.removesuffix("-hf")
     example_module(model_name)  # a model without a converter fails before anything runs
+    options = [word for word in litert_command(model_name, "", "", quantize)[2:]  # the program and its flags
+               if not word.startswith(("--checkpoint_path=", "--output_path="))]
     identity = {"litert_torch": litert_env.litert_torch_version(python.parents[1]), "pins": list(litert_env.PINS),
-                "source_id": source_id(hf), "options": litert_command(model_name, "", "", quantize)[2:]}
-    identity["options"] = [o for o in identity["options"] if not o.startswith(("--checkpoint", "--output_path"))]
+                "source_id": source_id(hf), "options": options}
     cached = None if force else read_run(model_name, quantize)
     if cached and cached.identity == identity and (cached.output is None or cached.ok):
         echo(f"[litert] {quantize}: cached conversion of {cached.created} ({cached.seconds} s, exit "
