@@ -34,7 +34,7 @@ from typing import Any
 
 from slmlab.convert import gguf_to_onnx as convert
 from slmlab.convert import onnx_quantize
-from slmlab.convert.tool_run import clean_log, last_exception, run_logged, source_id
+from slmlab.convert.tool_run import clean_log, last_exception, outcome, run_logged, source_id
 from slmlab.errors import SlmLabError
 from slmlab.models.resolver import DEFAULT_MODEL
 from slmlab.setup import litert_env
@@ -137,14 +137,11 @@ def read_run(model_name: str, quantize: str = "dynamic_int8") -> LiteRtRun | Non
 
 def describe(run: LiteRtRun) -> str:
     """The command, one line of what happened, and the converter's last log lines."""
-    took = f"exit {run.returncode} after {run.seconds:.1f} s, peak RSS {run.peak_rss_mb:.0f} MB"
-    if run.ok:
-        assert run.output is not None
-        what = f"wrote {Path(run.output).name} ({Path(run.output).stat().st_size / 1e6:.0f} MB)"
-    else:
-        what = f"no model. The converter's error: {run.error or '(none printed; see the log)'}"
-    return (f"$ {shown(run.command)}\n  {took}: {what}\n  (ran {run.created}, litert-torch "
-            f"{run.litert_torch_version}; log {run.log})")
+    wrote = (f"wrote {Path(run.output).name} ({Path(run.output).stat().st_size / 1e6:.0f} MB)"
+             if run.ok and run.output else None)
+    line = outcome(run.returncode, run.seconds, run.peak_rss_mb, wrote, run.error, "litert-torch")
+    return (f"$ {shown(run.command)}\n  {line}\n  (ran {run.created}, litert-torch {run.litert_torch_version}; "
+            f"log {run.log})")
 
 
 def convert_model(hf_dir: str | os.PathLike, model_name: str, quantize: str, python: str | os.PathLike,
@@ -175,8 +172,8 @@ def convert_model(hf_dir: str | os.PathLike, model_name: str, quantize: str, pyt
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (records / f"{model_name}-{quantize}.json").write_text(json.dumps(asdict(run), indent=2) + "\n")
-    echo(f"[litert] {quantize}: exit {code}, {run.seconds} s, peak {run.peak_rss_mb:.0f} MB, "
-         + (f"wrote {Path(output).name}" if output else f"no model ({run.error or 'see ' + str(log_path)})"))
+    echo(f"[litert] {quantize}: " + outcome(code, run.seconds, run.peak_rss_mb, output and f"wrote {Path(output).name}",
+                                            run.error or f"see {log_path}", "litert-torch"))
     return run
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from slmlab.convert import gguf_to_onnx as convert
 from slmlab.convert import onnx_quantize
-from slmlab.convert.tool_run import clean_log, last_exception, run_logged, source_id
+from slmlab.convert.tool_run import clean_log, last_exception, outcome, run_logged, source_id
 from slmlab.errors import SlmLabError
 from slmlab.models.resolver import DEFAULT_MODEL
 from slmlab.setup import olive_env
@@ -124,14 +124,10 @@ def runs_dir() -> Path:
 
 def describe(run: OliveRun, excerpt: bool = True) -> str:
     """The command, one line of what happened, and (with `excerpt`) the lines of Olive's log that show it."""
-    head = f"$ {shown(run.command)}"
-    took = f"exit {run.returncode} after {run.seconds:.1f} s, peak RSS {run.peak_rss_mb:.0f} MB"
-    if run.ok:
-        assert run.output is not None
-        what = f"wrote {Path(run.output).name}/ ({onnx_quantize.folder_mb(run.output):.0f} MB of model files)"
-    else:
-        what = f"no model. Olive's error: {run.error or '(none printed; see the log)'}"
-    text = f"{head}\n  {took}: {what}\n  (ran {run.created}, olive-ai {run.olive_version}; log {run.log})"
+    wrote = (f"wrote {Path(run.output).name}/ ({onnx_quantize.folder_mb(run.output):.0f} MB of model files)"
+             if run.ok and run.output else None)
+    line = outcome(run.returncode, run.seconds, run.peak_rss_mb, wrote, run.error, "Olive")
+    text = f"$ {shown(run.command)}\n  {line}\n  (ran {run.created}, olive-ai {run.olive_version}; log {run.log})"
     if excerpt:
         text += "".join(f"\n  | {line}" for line in run.excerpt())
     return text
@@ -166,8 +162,8 @@ def run_job(name: str, hf_dir: str | os.PathLike, program: str | os.PathLike, mo
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (records / f"{model_name}-{name}.json").write_text(json.dumps(asdict(run), indent=2) + "\n")
-    echo(f"[olive] {name}: exit {code}, {run.seconds} s, peak {run.peak_rss_mb:.0f} MB, "
-         + (f"wrote {Path(output).name}/" if output else f"no model ({run.error or 'see ' + str(log_path)})"))
+    echo(f"[olive] {name}: " + outcome(code, run.seconds, run.peak_rss_mb, output and f"wrote {Path(output).name}/",
+                                       run.error or f"see {log_path}", "Olive"))
     return run
 
 

@@ -67,6 +67,12 @@ def run_logged(command: Sequence[str], cwd: str | os.PathLike, log_path: str | o
     return proc.returncode, seconds, usage.ru_maxrss * scale / 1e6
 
 
+def outcome(returncode: int, seconds: float, peak_rss_mb: float, wrote: str | None, error: str, tool: str) -> str:
+    """One line of what a run did: its exit, time and memory, then what it wrote or the tool's own error."""
+    what = wrote if wrote else f"no model. {tool}'s error: {error or '(none printed; see the log)'}"
+    return f"exit {returncode} after {seconds:.1f} s, peak RSS {peak_rss_mb:.0f} MB: {what}"
+
+
 def clean_log(text: str) -> list[str]:
     """A tool's log as lines: colour codes dropped, each progress bar (redrawn with \\r) kept at its last state.
 

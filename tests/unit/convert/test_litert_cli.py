@@ -107,7 +107,7 @@ def test_a_failed_conversion_keeps_its_error_and_no_file(machine, monkeypatch):
     run = litert_cli.prepare(echo=lambda _: None)
     assert not run.ok and run.returncode == 1 and run.output is None
     assert run.error == "ModuleNotFoundError: No module named 'tensorflow'"
-    assert "no model. The converter's error: ModuleNotFoundError" in litert_cli.describe(run)
+    assert "no model. litert-torch's error: ModuleNotFoundError" in litert_cli.describe(run)
     assert "--output_path=<output>/" in run.command  # not the scratch folder, which is gone
     assert not (convert.converted_dir() / "smollm2-135m-instruct-litert-dynamic-int8").exists()
 
